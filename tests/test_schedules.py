@@ -20,7 +20,9 @@ IMAGENET_N = 1_281_167
 
 
 @pytest.mark.parametrize("kind", SCHEDULE_KINDS)
-@pytest.mark.parametrize("num_tokens,k_min,k_max", [(1, 2, 16), (7, 2, 300), (32, 2, 1024), (256, 2, 16384), (5, 7, 7)])
+@pytest.mark.parametrize(
+    "num_tokens,k_min,k_max", [(1, 2, 16), (7, 2, 300), (32, 2, 1024), (256, 2, 16384), (5, 7, 7)]
+)
 def test_schedule_shape_monotone_and_endpoints(kind, num_tokens, k_min, k_max):
     sizes = codebook_sizes(num_tokens, k_min, k_max, kind)
     assert isinstance(sizes, tuple) and len(sizes) == num_tokens

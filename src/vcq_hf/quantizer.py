@@ -92,9 +92,7 @@ def _pairwise_distances(latents: torch.Tensor, codebook: torch.Tensor) -> torch.
     )
 
 
-def naive_nearest_codes(
-    latents: torch.Tensor, codebook: torch.Tensor, codebook_sizes: Sequence[int]
-) -> torch.Tensor:
+def naive_nearest_codes(latents: torch.Tensor, codebook: torch.Tensor, codebook_sizes: Sequence[int]) -> torch.Tensor:
     """Reference lookup: full (B, T, K_max) distances, entries j >= K_t masked with +inf, argmin. Costs T * K_max.
 
     Args:
@@ -264,9 +262,7 @@ class VariableCodebookQuantizer(nn.Module):
 
             codebook_loss = F.mse_loss(quantized, latents.detach())
             commitment_loss = F.mse_loss(latents, quantized.detach())
-            entropy_loss = (
-                self._entropy_loss(latents, codebook) if self.entropy_weight > 0 else latents.new_zeros(())
-            )
+            entropy_loss = self._entropy_loss(latents, codebook) if self.entropy_weight > 0 else latents.new_zeros(())
             loss = codebook_loss + self.commitment_weight * commitment_loss + self.entropy_weight * entropy_loss
             quantized = latents + (quantized - latents).detach()  # straight-through estimator
 

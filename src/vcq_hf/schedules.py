@@ -85,9 +85,13 @@ def validate_codebook_sizes(
         if size < 1:
             raise ValueError(f"{name}[{position}] = {size} is out of range: codebook sizes must be >= 1.")
         if k_min is not None and size < k_min:
-            raise ValueError(f"{name}[{position}] = {size} is below k_min = {k_min}; allowed range [{k_min}, {k_max}].")
+            raise ValueError(
+                f"{name}[{position}] = {size} is below k_min = {k_min}; allowed range [{k_min}, {k_max}]."
+            )
         if k_max is not None and size > k_max:
-            raise ValueError(f"{name}[{position}] = {size} is above k_max = {k_max}; allowed range [{k_min}, {k_max}].")
+            raise ValueError(
+                f"{name}[{position}] = {size} is above k_max = {k_max}; allowed range [{k_min}, {k_max}]."
+            )
         if result and size < result[-1]:
             raise ValueError(
                 f"{name} must be monotone non-decreasing, but {name}[{position}] = {size} < "
@@ -143,7 +147,9 @@ def codebook_sizes(
     if ramp_length is None:
         ramp_length = num_tokens
     if isinstance(ramp_length, bool) or not isinstance(ramp_length, int) or not 1 <= ramp_length <= num_tokens:
-        raise ValueError(f"ramp_length = {ramp_length!r} is out of range: it must be in [1, num_tokens = {num_tokens}].")
+        raise ValueError(
+            f"ramp_length = {ramp_length!r} is out of range: it must be in [1, num_tokens = {num_tokens}]."
+        )
 
     if not isinstance(kind, str):
         return validate_codebook_sizes(kind, num_tokens=num_tokens, k_min=k_min, k_max=k_max)
@@ -249,10 +255,23 @@ def format_schedule_report(rows: Sequence[ScheduleReportRow], num_samples: int, 
     for row in rows:
         cliff = "never" if row.cliff_position is None else f"{row.cliff_position} / {num_tokens}"
         sizes = ", ".join(str(size) for size in row.first_sizes)
-        lines.append(
-            f"| {row.kind} | {sizes} | {cliff} | {row.capacity_bits:,.1f} | {row.lookup_cost_ratio:.2f} |"
-        )
+        lines.append(f"| {row.kind} | {sizes} | {cliff} | {row.capacity_bits:,.1f} | {row.lookup_cost_ratio:.2f} |")
     return "\n".join(lines)
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `vcq schedules` / `python -m vcq_hf.schedules`."""
+    parser.add_argument("--num-samples", type=int, default=1_281_167, help="N training images (default: ImageNet).")
+    parser.add_argument("--num-tokens", type=int, default=256, help="T tokens per image.")
+    parser.add_argument("--k-max", type=int, default=16384, help="K_max, the shared codebook size.")
+    parser.add_argument("--k-min", type=int, default=2, help="K_min, the first position's codebook size.")
+    parser.add_argument("--ramp-length", type=int, default=None, help="1-based position where K_max is reached.")
+    parser.add_argument("--kinds", nargs="+", default=list(SCHEDULE_KINDS), choices=SCHEDULE_KINDS)
+
+
+def run_cli(args: argparse.Namespace) -> None:
+    rows = schedule_report(args.num_samples, args.num_tokens, args.k_max, args.k_min, args.kinds, args.ramp_length)
+    print(format_schedule_report(rows, args.num_samples, args.num_tokens))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -260,18 +279,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="python -m vcq_hf.schedules",
         description="Entropy-cliff position and capacity of each VCQ codebook-size schedule.",
     )
-    parser.add_argument("--num-samples", type=int, default=1_281_167, help="N training images (default: ImageNet).")
-    parser.add_argument("--num-tokens", type=int, default=256, help="T tokens per image.")
-    parser.add_argument("--k-max", type=int, default=16384, help="K_max, the shared codebook size.")
-    parser.add_argument("--k-min", type=int, default=2, help="K_min, the first position's codebook size.")
-    parser.add_argument("--ramp-length", type=int, default=None, help="1-based position where K_max is reached.")
-    parser.add_argument("--kinds", nargs="+", default=list(SCHEDULE_KINDS), choices=SCHEDULE_KINDS)
+    add_cli_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        rows = schedule_report(args.num_samples, args.num_tokens, args.k_max, args.k_min, args.kinds, args.ramp_length)
+        run_cli(args)
     except ValueError as err:
         parser.error(str(err))
-    print(format_schedule_report(rows, args.num_samples, args.num_tokens))
 
 
 if __name__ == "__main__":
