@@ -4,8 +4,11 @@ __version__ = "0.1.0"
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
+from .configuration_vcq import VCQConfig
 from .configuration_vcq_vq import VCQVQConfig
+from .generation import VCQMask
 from .image_processing_vcq import VCQImageProcessor
+from .modeling_vcq import VCQForCausalLM
 from .modeling_vcq_vq import VCQVQDecoderOutput, VCQVQEncoderOutput, VCQVQModel, VCQVQModelOutput
 from .quantizer import QuantizerOutput, VariableCodebookQuantizer
 from .schedules import SCHEDULE_KINDS, capacity_bits, cliff_position, codebook_sizes
