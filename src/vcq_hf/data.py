@@ -1,0 +1,1088 @@
+"""Real image data sets built offline (Fashion-MNIST, colour emoji, digits) and a loader for any image dataset.
+
+Nothing here downloads anything. The built-in data sets come from files that operating-system packages install:
+
+| name | source (Debian package) | images | classes | native size | licence |
+| --- | --- | ---: | ---: | ---: | --- |
+| `fashion-mnist` | idx files in /usr/share/datasets/fashion-mnist (`dataset-fashion-mnist`) | 70,000 | 10 | 28 | MIT |
+| `emoji` | NotoColorEmoji.ttf (`fonts-noto-color-emoji`) + emoji-test.txt (`unicode-data`) | 3,655 | 9 | 136 | Apache-2.0 |
+| `digits` | scikit-learn's bundled `load_digits` (`python3-sklearn` or `pip install scikit-learn`) | 1,797 | 10 | 8 | BSD-3-Clause |
+
+Splits:
+- `fashion-mnist`: `train` (the official 60k train split minus a seeded, class-stratified `validation` carve-out of
+  5,000 images), `validation`, `test` (the official 10k test split: keep it for the final evaluation only, never for
+  tuning) and `train_full` (all 60k official train images = `train` + `validation`).
+- `emoji`: `train` / `test`, split by *base* emoji (seeded, stratified by group), so the skin-tone variants of an emoji
+  are always in the same split as the emoji itself. Labels are the 9 Unicode emoji groups ("Component" is skipped).
+  `skin_tones=False` keeps only the 1,870 emoji without a skin-tone modifier.
+- `digits`: `train` / `test` (seeded, stratified).
+
+Every built-in split is a `datasets.Dataset` with the columns "image" (`datasets.Image(mode="RGB")`: PIL RGB images
+when read) and "label" (`datasets.ClassLabel` with human-readable names). Built splits are cached with
+`Dataset.save_to_disk` under `$VCQ_HF_DATA_CACHE`, else `$HF_DATASETS_CACHE/vcq_hf`, else `~/.cache/vcq_hf/datasets`,
+keyed by name, split, resolution, options and the source files' size and modification time.
+
+Command line: `vcq data build NAME --output DIR [--resolution R]` writes an imagefolder (`DIR/<split>/<label>_<class
+slug>/<index>.png`, `classes.txt`, `vcq_data.json`) and `vcq data info NAME` prints the counts per split and class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import difflib
+import functools
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+
+if TYPE_CHECKING:
+    import datasets
+
+
+__all__ = [
+    "BUILTIN_DATASETS",
+    "build_imagefolder",
+    "builtin_split_counts",
+    "emoji_entries",
+    "load_builtin_dataset",
+    "load_image_dataset",
+]
+
+# Bump when the stored images of a built-in data set change, so stale caches are not reused.
+_CACHE_FORMAT_VERSION = 1
+_MAX_RESOLUTION = 2048
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+EMOJI_TEST_FILE = Path("/usr/share/unicode/emoji/emoji-test.txt")
+# NotoColorEmoji is a CBDT bitmap font: its only strike is loaded at size 109 and gives 136x128 glyph bitmaps.
+_EMOJI_FONT_SIZE = 109
+_EMOJI_NATIVE_SIZE = 136
+_SKIN_TONE_MODIFIERS = frozenset(range(0x1F3FB, 0x1F400))  # U+1F3FB..U+1F3FF, Fitzpatrick types 1-2 .. 6
+_EMOJI_SKIPPED_GROUPS = ("Component",)
+
+# Files the metadata JSON and class list of an exported imagefolder use.
+CLASSES_FILENAME = "classes.txt"
+METADATA_FILENAME = "vcq_data.json"
+
+
+@dataclass(frozen=True)
+class _BuiltinSpec:
+    """Static description of one built-in data set."""
+
+    name: str
+    title: str
+    splits: tuple[str, ...]
+    export_splits: tuple[str, ...]
+    native_resolution: int
+    default_options: dict[str, Any]
+    sources: tuple[Path, ...]
+    install_hint: str
+    license: str
+    homepage: str
+    citation: str = ""
+    notes: str = ""
+
+
+_SPECS: dict[str, _BuiltinSpec] = {
+    "fashion-mnist": _BuiltinSpec(
+        name="fashion-mnist",
+        title="Fashion-MNIST: 70,000 28x28 grayscale images of 10 kinds of clothing (Zalando Research)",
+        splits=("train", "validation", "test", "train_full"),
+        export_splits=("train", "validation", "test"),
+        native_resolution=28,
+        default_options={"validation_size": 5000, "seed": 0, "limit": None},
+        sources=tuple(
+            FASHION_MNIST_DIR / f"{prefix}-{kind}-ubyte.gz"
+            for prefix in ("train", "t10k")
+            for kind in ("images-idx3", "labels-idx1")
+        ),
+        install_hint="install the Debian package dataset-fashion-mnist (`apt-get install dataset-fashion-mnist`)",
+        license="MIT",
+        homepage="https://github.com/zalandoresearch/fashion-mnist",
+        citation="Xiao, Rasul and Vollgraf, Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning "
+        "Algorithms, arXiv:1708.07747, 2017.",
+        notes="'train' is the official train split minus a seeded class-stratified 'validation' carve-out; 'test' is "
+        "the official test split, for final evaluation only (never tune on it); 'train_full' is the whole official "
+        "train split.",
+    ),
+    "emoji": _BuiltinSpec(
+        name="emoji",
+        title="Colour emoji rendered from Noto Color Emoji, labelled by Unicode emoji group",
+        splits=("train", "test"),
+        export_splits=("train", "test"),
+        native_resolution=_EMOJI_NATIVE_SIZE,
+        default_options={"skin_tones": True, "test_size": 0.1, "seed": 0, "limit": None},
+        sources=(EMOJI_FONT, EMOJI_TEST_FILE),
+        install_hint="install the Debian packages fonts-noto-color-emoji and unicode-data "
+        "(`apt-get install fonts-noto-color-emoji unicode-data`)",
+        license="Apache-2.0 (Noto Color Emoji images)",
+        homepage="https://github.com/googlefonts/noto-emoji",
+        notes="Fully-qualified emoji from emoji-test.txt, group 'Component' skipped; alpha composited on white; split "
+        "by base emoji so skin-tone variants never straddle train and test.",
+    ),
+    "digits": _BuiltinSpec(
+        name="digits",
+        title="scikit-learn digits: 1,797 8x8 grayscale hand-written digits (UCI optical recognition data)",
+        splits=("train", "test"),
+        export_splits=("train", "test"),
+        native_resolution=8,
+        default_options={"test_size": 0.2, "seed": 0, "limit": None},
+        sources=(),
+        install_hint="install scikit-learn (`pip install scikit-learn` or the Debian package python3-sklearn)",
+        license="BSD-3-Clause (scikit-learn); data CC BY 4.0 (UCI)",
+        homepage="https://scikit-learn.org/stable/modules/generated/sklearn.datasets.load_digits.html",
+    ),
+}
+
+BUILTIN_DATASETS: tuple[str, ...] = tuple(_SPECS)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Argument checks
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _get_spec(name: str) -> _BuiltinSpec:
+    if not isinstance(name, str) or name not in _SPECS:
+        close = difflib.get_close_matches(str(name).lower(), BUILTIN_DATASETS, n=3, cutoff=0.4)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"Unknown built-in dataset {name!r}; known names: {', '.join(BUILTIN_DATASETS)}.{hint}")
+    return _SPECS[name]
+
+
+def _check_split(spec: _BuiltinSpec, split: str) -> None:
+    if split not in spec.splits:
+        raise ValueError(f"Unknown split {split!r} for {spec.name!r}; allowed splits: {', '.join(spec.splits)}.")
+
+
+def _check_resolution(resolution: int | None) -> None:
+    if resolution is None:
+        return
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)):
+        raise ValueError(f"resolution must be an int or None, got {resolution!r} ({type(resolution).__name__}).")
+    if not 1 <= resolution <= _MAX_RESOLUTION:
+        raise ValueError(f"resolution = {resolution} is out of range; it must be in [1, {_MAX_RESOLUTION}].")
+
+
+def _check_sources(spec: _BuiltinSpec) -> None:
+    missing = [str(path) for path in spec.sources if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"The {spec.name!r} dataset needs {', '.join(missing)}, which is missing: {spec.install_hint}."
+        )
+
+
+def _resolve_options(spec: _BuiltinSpec, options: dict[str, Any]) -> dict[str, Any]:
+    """Fill in defaults and check the options of one built-in data set."""
+    unknown = sorted(set(options) - set(spec.default_options))
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {', '.join(unknown)} for {spec.name!r}; allowed options: "
+            f"{', '.join(sorted(spec.default_options))}."
+        )
+    resolved = {**spec.default_options, **options}
+    for key, value in resolved.items():
+        if key == "seed":
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"seed must be a non-negative int, got {value!r}.")
+        elif key == "limit":
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
+            ):
+                raise ValueError(f"limit = {value!r} is invalid; it must be None or an int >= 1.")
+        elif key == "skin_tones":
+            if not isinstance(value, bool):
+                raise ValueError(f"skin_tones must be True or False, got {value!r}.")
+        elif key == "test_size":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+                raise ValueError(f"test_size = {value!r} is out of range; it must be a fraction in (0, 1).")
+            resolved[key] = float(value)
+        elif key == "validation_size":
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= 59_990:
+                raise ValueError(f"validation_size = {value!r} is out of range; it must be an int in [1, 59990].")
+    return {key: (int(value) if isinstance(value, np.integer) else value) for key, value in resolved.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Splitting helpers
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _stratified_holdout(labels: np.ndarray, num_holdout: int, seed: int) -> np.ndarray:
+    """Boolean mask selecting `num_holdout` items, class proportions kept (largest-remainder quotas), seeded."""
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = num_holdout * counts / counts.sum()
+    quotas = np.floor(exact).astype(np.int64)
+    remainder = num_holdout - int(quotas.sum())
+    if remainder > 0:
+        # Stable sort: ties go to the lower class id, so the quotas are deterministic.
+        quotas[np.argsort(-(exact - quotas), kind="stable")[:remainder]] += 1
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(labels), dtype=bool)
+    for cls, quota in zip(classes, quotas):
+        members = np.flatnonzero(labels == cls)
+        mask[rng.permutation(members)[:quota]] = True
+    return mask
+
+
+def _balanced_subset(labels: np.ndarray, limit: int | None) -> np.ndarray:
+    """Positions of at most `limit` items, taken round-robin over the classes, returned in their original order."""
+    positions = np.arange(len(labels))
+    if limit is None or limit >= len(labels):
+        return positions
+    rank = np.zeros(len(labels), dtype=np.int64)
+    for cls in np.unique(labels):
+        members = labels == cls
+        rank[members] = np.arange(members.sum())
+    order = np.lexsort((labels, rank))  # by rank within the class, then by class
+    return np.sort(order[:limit])
+
+
+@dataclass
+class _SplitIndex:
+    """Which source items (ids) and labels make up each split of a built-in data set, before any image is made."""
+
+    class_names: list[str]
+    item_ids: dict[str, np.ndarray] = field(default_factory=dict)
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Fashion-MNIST
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _read_idx(path: Path, expected_magic: int) -> np.ndarray:
+    """Read a gzipped idx file (the MNIST format): big-endian magic, dimensions, then uint8 data."""
+    with gzip.open(path, "rb") as handle:
+        raw = handle.read()
+    magic = struct.unpack(">I", raw[:4])[0]
+    if magic != expected_magic:
+        raise ValueError(
+            f"{path} is not an idx file of the expected kind (magic {magic:#010x}, expected {expected_magic:#010x})."
+        )
+    ndim = magic & 0xFF
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{path} is truncated: header says {shape}, found {data.size} values.")
+    return data.reshape(shape)
+
+
+@functools.lru_cache(maxsize=2)
+def _fashion_mnist_images(prefix: str) -> np.ndarray:
+    return _read_idx(FASHION_MNIST_DIR / f"{prefix}-images-idx3-ubyte.gz", 0x00000803)
+
+
+def _fashion_mnist_index(validation_size: int, seed: int) -> _SplitIndex:
+    train_labels = _read_idx(FASHION_MNIST_DIR / "train-labels-idx1-ubyte.gz", 0x00000801).astype(np.int64)
+    test_labels = _read_idx(FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz", 0x00000801).astype(np.int64)
+    num_train = len(train_labels)
+    validation = _stratified_holdout(train_labels, validation_size, seed)
+    index = _SplitIndex(class_names=list(FASHION_MNIST_CLASSES))
+    # Item ids: 0..59,999 are official train images, 60,000.. official test images.
+    index.item_ids["train"] = np.flatnonzero(~validation)
+    index.item_ids["validation"] = np.flatnonzero(validation)
+    index.item_ids["train_full"] = np.arange(num_train)
+    index.item_ids["test"] = num_train + np.arange(len(test_labels))
+    all_labels = np.concatenate([train_labels, test_labels])
+    for split, ids in index.item_ids.items():
+        index.labels[split] = all_labels[ids]
+    return index
+
+
+def _fashion_mnist_arrays(item_ids: np.ndarray) -> Iterator[np.ndarray]:
+    train = _fashion_mnist_images("train")
+    test = _fashion_mnist_images("t10k") if (item_ids >= len(train)).any() else None
+    for item in item_ids:
+        yield train[item] if item < len(train) else test[item - len(train)]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Emoji
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmojiEntry:
+    """One fully-qualified emoji of emoji-test.txt.
+
+    Args:
+        codepoints (`tuple[int, ...]`): the code point sequence.
+        group (`str`): the Unicode emoji group (the class).
+        name (`str`): the CLDR short name, e.g. "waving hand: medium skin tone".
+        base (`int`): index (in the list `emoji_entries` returns) of the emoji without skin-tone modifiers that this
+            entry is a variant of; an entry without modifiers is its own base.
+    """
+
+    codepoints: tuple[int, ...]
+    group: str
+    name: str
+    base: int
+
+    @property
+    def text(self) -> str:
+        return "".join(chr(codepoint) for codepoint in self.codepoints)
+
+    @property
+    def has_skin_tone(self) -> bool:
+        return not _SKIN_TONE_MODIFIERS.isdisjoint(self.codepoints)
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_emoji_test(path: str, mtime_ns: int) -> tuple[EmojiEntry, ...]:
+    entries: list[EmojiEntry] = []
+    group = None
+    last_base = None
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("# group:"):
+                group = line.split(":", 1)[1].strip()
+                last_base = None
+                continue
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields, _, comment = line.partition("#")
+            codepoints, _, status = fields.partition(";")
+            if status.strip() != "fully-qualified" or group is None or group in _EMOJI_SKIPPED_GROUPS:
+                continue
+            # The comment is "<emoji> E<version> <name>".
+            name = comment.strip().split(" ", 2)[-1]
+            codes = tuple(int(code, 16) for code in codepoints.split())
+            if _SKIN_TONE_MODIFIERS.isdisjoint(codes):
+                base = len(entries)
+                last_base = base
+            else:
+                # emoji-test.txt lists every skin-tone variant right after its base emoji (CLDR order); mixed-tone
+                # sequences such as "handshake: light skin tone, dark skin tone" have other code points than
+                # their base ("handshake" U+1F91D), so the name is what ties them together.
+                if last_base is None or name.split(":")[0] != entries[last_base].name.split(":")[0]:
+                    raise ValueError(f"{path}: cannot find the base emoji of {name!r} ({codepoints.strip()}).")
+                base = last_base
+            entries.append(EmojiEntry(codepoints=codes, group=group, name=name, base=base))
+    if not entries:
+        raise ValueError(f"{path} holds no fully-qualified emoji; is it a Unicode emoji-test.txt?")
+    return tuple(entries)
+
+
+def emoji_entries(path: str | os.PathLike | None = None) -> tuple[EmojiEntry, ...]:
+    """The fully-qualified emoji of emoji-test.txt in file order, without the "Component" group.
+
+    Args:
+        path (`str` or `os.PathLike`, *optional*, defaults to /usr/share/unicode/emoji/emoji-test.txt):
+            the emoji-test.txt file (Debian package unicode-data).
+
+    Returns:
+        `tuple[EmojiEntry, ...]`: 3,655 entries for Unicode 15.0 (1,870 of them without a skin-tone modifier).
+    """
+    path = Path(path) if path is not None else EMOJI_TEST_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: {_SPECS['emoji'].install_hint}.")
+    return _parse_emoji_test(str(path), path.stat().st_mtime_ns)
+
+
+def _emoji_index(skin_tones: bool, test_size: float, seed: int) -> _SplitIndex:
+    entries = emoji_entries()
+    class_names = list(dict.fromkeys(entry.group for entry in entries))
+    labels = np.array([class_names.index(entry.group) for entry in entries], dtype=np.int64)
+    bases = np.array(sorted({entry.base for entry in entries}), dtype=np.int64)
+    # Split the base emoji (stratified by group); every variant follows its base.
+    test_bases = bases[_stratified_holdout(labels[bases], round(test_size * len(bases)), seed)]
+    in_test = np.isin([entry.base for entry in entries], test_bases)
+    keep = np.array([skin_tones or not entry.has_skin_tone for entry in entries])
+    index = _SplitIndex(class_names=class_names)
+    index.item_ids["train"] = np.flatnonzero(keep & ~in_test)
+    index.item_ids["test"] = np.flatnonzero(keep & in_test)
+    for split, ids in index.item_ids.items():
+        index.labels[split] = labels[ids]
+    return index
+
+
+@functools.lru_cache(maxsize=1)
+def _emoji_font():
+    from PIL import ImageFont
+
+    return ImageFont.truetype(str(EMOJI_FONT), _EMOJI_FONT_SIZE, layout_engine=ImageFont.Layout.RAQM)
+
+
+def render_emoji(text: str) -> np.ndarray:
+    """Render one emoji (a code point sequence) from Noto Color Emoji, alpha composited on white.
+
+    Args:
+        text (`str`): the emoji, e.g. "\\U0001F44B\\U0001F3FD". Sequences (ZWJ, flags, skin tones) need Pillow with
+            libraqm, which the wheels ship.
+
+    Returns:
+        `np.ndarray` of shape (136, 136, 3), uint8: the glyph (136x128) centred on a white square.
+    """
+    from PIL import Image, ImageDraw
+
+    font = _emoji_font()
+    left, top, right, bottom = font.getbbox(text)
+    width, height = right - left, bottom - top
+    if width > _EMOJI_NATIVE_SIZE or height > _EMOJI_NATIVE_SIZE:
+        # More than one glyph: the font does not know this sequence and falls back to its parts.
+        raise ValueError(f"{EMOJI_FONT.name} has no single glyph for {text!r} (rendered {width}x{height}).")
+    canvas = Image.new("RGBA", (_EMOJI_NATIVE_SIZE, _EMOJI_NATIVE_SIZE), (255, 255, 255, 0))
+    offset = ((_EMOJI_NATIVE_SIZE - width) // 2 - left, (_EMOJI_NATIVE_SIZE - height) // 2 - top)
+    ImageDraw.Draw(canvas).text(offset, text, font=font, embedded_color=True)
+    if canvas.getbbox() is None:
+        raise ValueError(f"{EMOJI_FONT.name} rendered nothing for {text!r}.")
+    white = Image.new("RGBA", canvas.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(white, canvas).convert("RGB"))
+
+
+def _emoji_arrays(item_ids: np.ndarray) -> Iterator[np.ndarray]:
+    entries = emoji_entries()
+    for item in item_ids:
+        yield render_emoji(entries[item].text)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Digits
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_arrays_all() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:
+        raise FileNotFoundError(f"The 'digits' dataset needs scikit-learn: {_SPECS['digits'].install_hint}.") from err
+    digits = load_digits()
+    # Pixel values are counts in [0, 16].
+    images = np.round(digits.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    return images, digits.target.astype(np.int64)
+
+
+def _digits_index(test_size: float, seed: int) -> _SplitIndex:
+    _, labels = _digits_arrays_all()
+    test = _stratified_holdout(labels, round(test_size * len(labels)), seed)
+    index = _SplitIndex(class_names=[str(digit) for digit in range(10)])
+    index.item_ids["train"] = np.flatnonzero(~test)
+    index.item_ids["test"] = np.flatnonzero(test)
+    for split, ids in index.item_ids.items():
+        index.labels[split] = labels[ids]
+    return index
+
+
+def _digits_arrays(item_ids: np.ndarray) -> Iterator[np.ndarray]:
+    images, _ = _digits_arrays_all()
+    for item in item_ids:
+        yield images[item]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Images: resizing and PNG encoding
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _build_index(spec: _BuiltinSpec, options: dict[str, Any]) -> _SplitIndex:
+    if spec.name == "fashion-mnist":
+        index = _fashion_mnist_index(options["validation_size"], options["seed"])
+    elif spec.name == "emoji":
+        index = _emoji_index(options["skin_tones"], options["test_size"], options["seed"])
+    else:
+        index = _digits_index(options["test_size"], options["seed"])
+    for split in spec.splits:
+        keep = _balanced_subset(index.labels[split], options["limit"])
+        index.item_ids[split] = index.item_ids[split][keep]
+        index.labels[split] = index.labels[split][keep]
+    return index
+
+
+def _source_arrays(name: str, item_ids: np.ndarray) -> Iterator[np.ndarray]:
+    if name == "fashion-mnist":
+        return _fashion_mnist_arrays(item_ids)
+    if name == "emoji":
+        return _emoji_arrays(item_ids)
+    return _digits_arrays(item_ids)
+
+
+def _resize(array: np.ndarray, resolution: int) -> np.ndarray:
+    """Resize a square uint8 image: bicubic when upsampling, Lanczos when downsampling."""
+    from PIL import Image
+
+    if array.shape[0] == resolution and array.shape[1] == resolution:
+        return array
+    resample = Image.Resampling.BICUBIC if resolution > array.shape[0] else Image.Resampling.LANCZOS
+    return np.asarray(Image.fromarray(array).resize((resolution, resolution), resample))
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def encode_png(array: np.ndarray, compress_level: int = 6) -> bytes:
+    """Encode a uint8 (H, W) grayscale or (H, W, 3) RGB array as PNG bytes.
+
+    About twice as fast as `PIL.Image.save(format="PNG")` for small images (no per-row filter search), which matters
+    for 60,000 Fashion-MNIST images.
+    """
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
+        raise ValueError(f"encode_png takes a uint8 (H, W) or (H, W, 3) array, got {array.dtype} {array.shape}.")
+    height, width = array.shape[:2]
+    color_type = 0 if array.ndim == 2 else 2
+    rows = np.ascontiguousarray(array).reshape(height, -1)
+    scanlines = np.concatenate([np.zeros((height, 1), dtype=np.uint8), rows], axis=1)  # filter type 0 per row
+    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), compress_level))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Cache
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """`$VCQ_HF_DATA_CACHE`, else `$HF_DATASETS_CACHE/vcq_hf`, else `~/.cache/vcq_hf/datasets`."""
+    if os.environ.get("VCQ_HF_DATA_CACHE"):
+        return Path(os.environ["VCQ_HF_DATA_CACHE"]).expanduser()
+    if os.environ.get("HF_DATASETS_CACHE"):
+        return Path(os.environ["HF_DATASETS_CACHE"]).expanduser() / "vcq_hf"
+    return Path.home() / ".cache" / "vcq_hf" / "datasets"
+
+
+def _cache_path(spec: _BuiltinSpec, split: str, resolution: int, options: dict[str, Any], cache_dir: Path) -> Path:
+    sources = [(str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in spec.sources]
+    key = json.dumps(
+        {"version": _CACHE_FORMAT_VERSION, "options": options, "sources": sources}, sort_keys=True, default=str
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_dir / spec.name / f"{split}-{resolution}px-{digest}"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def builtin_split_counts(name: str, **options: Any) -> dict[str, Any]:
+    """Counts per split and class of a built-in data set, without making any image (fast).
+
+    Args:
+        name (`str`): one of `BUILTIN_DATASETS`.
+        **options: the data set's options (see `load_builtin_dataset`).
+
+    Returns:
+        `dict` with "class_names" (`list[str]`) and "splits": split -> list of per-class counts in label order.
+    """
+    spec = _get_spec(name)
+    options = _resolve_options(spec, options)
+    _check_sources(spec)
+    index = _build_index(spec, options)
+    counts = {
+        split: np.bincount(index.labels[split], minlength=len(index.class_names)).tolist() for split in spec.splits
+    }
+    return {"class_names": index.class_names, "splits": counts}
+
+
+def load_builtin_dataset(
+    name: str,
+    split: str = "train",
+    resolution: int | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    **options: Any,
+) -> datasets.Dataset:
+    """Load a real image data set built offline from locally installed files.
+
+    Args:
+        name (`str`):
+            "fashion-mnist", "emoji" or "digits" (see the module docstring for sources and licences).
+        split (`str`, *optional*, defaults to `"train"`):
+            fashion-mnist: "train", "validation", "test" (official test split: final evaluation only) or
+            "train_full"; emoji and digits: "train" or "test".
+        resolution (`int`, *optional*):
+            Side of the square output images. Defaults to the native size (28, 136 and 8). Upsampling is bicubic,
+            downsampling Lanczos.
+        cache_dir (`str` or `os.PathLike`, *optional*):
+            Where built splits are cached (default: see `default_cache_dir`).
+        use_cache (`bool`, *optional*, defaults to `True`):
+            Reuse and write the cache. With `False` the split is built in memory and nothing is written.
+        **options:
+            Per data set: `seed` (`int`, defaults to 0) and `limit` (`int`, at most this many images per split,
+            taken round-robin over the classes) for all; fashion-mnist `validation_size` (`int`, defaults to 5000);
+            emoji `skin_tones` (`bool`, defaults to `True`) and `test_size` (`float`, defaults to 0.1); digits
+            `test_size` (`float`, defaults to 0.2).
+
+    Returns:
+        `datasets.Dataset` with columns "image" (`datasets.Image(mode="RGB")`) and "label" (`datasets.ClassLabel`).
+
+    Raises:
+        `ValueError`: unknown name (with close matches), split, option, or a bad resolution.
+        `FileNotFoundError`: the source files are missing; the message names the package to install.
+
+    Examples:
+
+    ```python
+    >>> from vcq_hf.data import load_builtin_dataset
+
+    >>> dataset = load_builtin_dataset("digits", split="test", resolution=16)
+    >>> dataset.features["label"].names[:3], dataset[0]["image"].size
+    (['0', '1', '2'], (16, 16))
+    ```
+    """
+    spec = _get_spec(name)
+    _check_split(spec, split)
+    _check_resolution(resolution)
+    options = _resolve_options(spec, options)
+    _check_sources(spec)
+    resolution = int(resolution) if resolution is not None else spec.native_resolution
+
+    import datasets
+
+    path = None
+    if use_cache:
+        cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        path = _cache_path(spec, split, resolution, options, cache_root)
+        if (path / "dataset_info.json").is_file():
+            return datasets.load_from_disk(str(path))
+
+    from tqdm.auto import tqdm
+
+    index = _build_index(spec, options)
+    item_ids = index.item_ids[split]
+    images = []
+    arrays = _source_arrays(spec.name, item_ids)
+    for array in tqdm(arrays, total=len(item_ids), desc=f"{spec.name}/{split} @ {resolution}px", disable=None):
+        images.append({"bytes": encode_png(_resize(array, resolution), compress_level=1), "path": None})
+    features = datasets.Features(
+        {"image": datasets.Image(mode="RGB"), "label": datasets.ClassLabel(names=index.class_names)}
+    )
+    info = datasets.DatasetInfo(
+        features=features,
+        description=f"{spec.title}. Split {split!r}, {resolution}x{resolution}. {spec.notes}".strip(),
+        license=spec.license,
+        homepage=spec.homepage,
+        citation=spec.citation,
+    )
+    dataset = datasets.Dataset.from_dict(
+        {"image": images, "label": index.labels[split]}, features=features, info=info, split=datasets.NamedSplit(split)
+    )
+    if path is None:
+        return dataset
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        with _quiet_datasets_progress():
+            dataset.save_to_disk(str(tmp))
+        try:
+            os.replace(tmp, path)
+        except OSError:  # another process cached the same split first
+            if not (path / "dataset_info.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return datasets.load_from_disk(str(path))
+
+
+@contextlib.contextmanager
+def _quiet_datasets_progress() -> Iterator[None]:
+    """Silence the `datasets` progress bars inside the block, restoring the previous state after it."""
+    from datasets.utils import logging as ds_logging
+
+    was_enabled = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            ds_logging.enable_progress_bar()
+
+
+def class_dir_names(class_names: Sequence[str]) -> list[str]:
+    """Folder names for classes in an imagefolder: "<label>_<slug>", zero-padded so that sorting keeps label order.
+
+    `datasets`' imagefolder numbers labels by sorted folder name, so this prefix makes its label ids equal ours.
+    Example: ["T-shirt/top", "Trouser"] -> ["0_T-shirt-top", "1_Trouser"].
+    """
+    width = len(str(max(len(class_names) - 1, 0)))
+    names = []
+    for label, class_name in enumerate(class_names):
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", class_name.replace("&", "and")).strip("-")
+        names.append(f"{label:0{width}d}_{slug}" if slug else f"{label:0{width}d}")
+    return names
+
+
+def build_imagefolder(
+    name: str,
+    output_dir: str | os.PathLike,
+    resolution: int | None = None,
+    splits: Sequence[str] | None = None,
+    *,
+    overwrite: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Write a built-in data set as an imagefolder that `datasets.load_dataset("imagefolder", data_dir=...)` reads.
+
+    Layout: `output_dir/<split>/<label>_<class slug>/<index>.png` (RGB PNGs; `<index>` is the row in the split, the
+    label prefix keeps imagefolder's label ids equal to ours), `output_dir/classes.txt` (one human-readable class
+    name per line, in label order) and `output_dir/vcq_data.json` (source, licence, options, counts).
+    `load_image_dataset(train_data_dir=output_dir)` restores the human-readable class names.
+
+    Args:
+        name (`str`): one of `BUILTIN_DATASETS`.
+        output_dir (`str` or `os.PathLike`): the folder to write; it must be empty or absent unless `overwrite`.
+        resolution (`int`, *optional*): image side (default: native size).
+        splits (`Sequence[str]`, *optional*): splits to write; default: all ("train", "validation", "test" for
+            fashion-mnist; "train", "test" otherwise). "train_full" is refused: it is train + validation, and
+            imagefolder would not recognise the folder name as a split.
+        overwrite (`bool`, *optional*, defaults to `False`): replace the split folders in a non-empty `output_dir`.
+        cache_dir (`str` or `os.PathLike`, *optional*): cache for the built splits (see `load_builtin_dataset`).
+        **options: the data set's options (see `load_builtin_dataset`).
+
+    Returns:
+        `dict`: the metadata also written to `vcq_data.json`.
+    """
+    spec = _get_spec(name)
+    splits = list(spec.export_splits if splits is None else splits)
+    if not splits:
+        raise ValueError("splits must name at least one split.")
+    for split in splits:
+        if split == "train_full":
+            raise ValueError(
+                "The 'train_full' split cannot be written as an imagefolder split (it is train + validation and "
+                "imagefolder does not recognise the folder name); write 'train' and 'validation' instead."
+            )
+        if split not in spec.export_splits:
+            raise ValueError(
+                f"Unknown split {split!r} for {spec.name!r}; allowed splits: {', '.join(spec.export_splits)}."
+            )
+    if len(set(splits)) != len(splits):
+        raise ValueError(f"splits has duplicates: {splits}.")
+    _check_resolution(resolution)
+    resolved_options = _resolve_options(spec, options)
+    _check_sources(spec)
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise NotADirectoryError(f"output_dir {output_dir} exists and is not a directory.")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"output_dir {output_dir} is not empty; pass overwrite=True (--overwrite) to replace.")
+
+    from tqdm.auto import tqdm
+
+    split_info: dict[str, Any] = {}
+    class_names: list[str] = []
+    for split in splits:
+        dataset = load_builtin_dataset(name, split, resolution, cache_dir=cache_dir, **options)
+        class_names = dataset.features["label"].names
+        folders = class_dir_names(class_names)
+        split_dir = output_dir / split
+        if split_dir.exists():
+            shutil.rmtree(split_dir)
+        for folder in folders:
+            (split_dir / folder).mkdir(parents=True, exist_ok=True)
+        width = max(5, len(str(len(dataset) - 1)))
+        labels = np.asarray(dataset["label"])
+        for row, example in enumerate(tqdm(dataset, desc=f"writing {split}", disable=None)):
+            example["image"].save(split_dir / folders[example["label"]] / f"{row:0{width}d}.png", format="PNG")
+        counts = np.bincount(labels, minlength=len(class_names)).tolist()
+        split_info[split] = {"num_images": len(dataset), "per_class": dict(zip(class_names, counts))}
+        # Empty class folders are invisible to imagefolder; drop them so the layout holds only images.
+        for folder in folders:
+            if not any((split_dir / folder).iterdir()):
+                (split_dir / folder).rmdir()
+    metadata = {
+        "name": spec.name,
+        "description": spec.title,
+        "notes": spec.notes,
+        "license": spec.license,
+        "homepage": spec.homepage,
+        "citation": spec.citation,
+        "sources": [str(path) for path in spec.sources],
+        "resolution": int(resolution) if resolution is not None else spec.native_resolution,
+        "options": resolved_options,
+        "class_names": list(class_names),
+        "class_dirs": class_dir_names(class_names),
+        "splits": split_info,
+    }
+    (output_dir / CLASSES_FILENAME).write_text("".join(f"{class_name}\n" for class_name in class_names))
+    (output_dir / METADATA_FILENAME).write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata
+
+
+# Column names tried, in order, when a dataset has several candidate image or label columns.
+_IMAGE_COLUMN_NAMES = ("image", "img", "images", "picture", "photo", "pixel_values")
+_LABEL_COLUMN_NAMES = ("label", "labels", "class", "class_label", "fine_label", "target", "category")
+
+
+def _pick_column(dataset, kind: str, preferred: tuple[str, ...], matches) -> str:
+    candidates = [column for column, feature in dataset.features.items() if matches(feature)]
+    for column in preferred:
+        if column in candidates:
+            return column
+    if len(candidates) == 1:
+        return candidates[0]
+    found = ", ".join(f"{column} ({type(feature).__name__})" for column, feature in dataset.features.items())
+    which = f"several {kind} columns ({', '.join(candidates)})" if candidates else f"no {kind} column"
+    raise ValueError(f"Cannot tell the {kind} column: found {which} among: {found}. Pass {kind}_column=... .")
+
+
+def _normalise_columns(dataset, image_column: str | None, label_column: str | None):
+    import datasets
+
+    def is_image(feature) -> bool:
+        return isinstance(feature, datasets.Image)
+
+    def is_label(feature) -> bool:
+        return isinstance(feature, datasets.ClassLabel) or (
+            isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint"))
+        )
+
+    for column, kind in ((image_column, "image"), (label_column, "label")):
+        if column is not None and column not in dataset.column_names:
+            raise ValueError(f"{kind}_column {column!r} is not a column; columns: {', '.join(dataset.column_names)}.")
+    if image_column is None:
+        image_column = _pick_column(dataset, "image", _IMAGE_COLUMN_NAMES, is_image)
+    elif not is_image(dataset.features[image_column]):
+        raise ValueError(f"image_column {image_column!r} is {dataset.features[image_column]}, not a datasets.Image.")
+    if label_column is None:
+        strict = [c for c, f in dataset.features.items() if isinstance(f, datasets.ClassLabel)]
+        label_column = strict[0] if len(strict) == 1 else _pick_column(dataset, "label", _LABEL_COLUMN_NAMES, is_label)
+    dataset = dataset.select_columns([image_column, label_column])
+    if image_column != "image" or label_column != "label":
+        # Two-step rename so that e.g. {"label": "image"} swaps cannot collide.
+        dataset = dataset.rename_columns({image_column: "__vcq_image", label_column: "__vcq_label"})
+        dataset = dataset.rename_columns({"__vcq_image": "image", "__vcq_label": "label"})
+    label_feature = dataset.features["label"]
+    if isinstance(label_feature, datasets.Value):
+        if label_feature.dtype == "string":
+            dataset = dataset.class_encode_column("label")
+        elif label_feature.dtype.startswith(("int", "uint")):
+            labels = np.asarray(dataset["label"])
+            if len(labels) and labels.min() < 0:
+                raise ValueError(f"label column {label_column!r} has negative values; labels must be >= 0.")
+            num_classes = int(labels.max()) + 1 if len(labels) else 1
+            dataset = dataset.cast_column("label", datasets.ClassLabel(names=[str(i) for i in range(num_classes)]))
+        else:
+            raise ValueError(f"label column {label_column!r} has dtype {label_feature.dtype}; need int or string.")
+    elif not isinstance(label_feature, datasets.ClassLabel):
+        raise ValueError(f"label column {label_column!r} is {label_feature}; need a ClassLabel, int or string.")
+    return dataset.cast_column("image", datasets.Image(mode="RGB"))
+
+
+def _restore_class_names(dataset, folder: Path):
+    """Map imagefolder labels ("<label>_<slug>" folder names) back to the names in `folder/classes.txt`."""
+    import datasets
+
+    classes_file = folder / CLASSES_FILENAME
+    feature = dataset.features["label"]
+    if not classes_file.is_file() or not isinstance(feature, datasets.ClassLabel):
+        return dataset
+    class_names = classes_file.read_text().splitlines()
+    expected = class_dir_names(class_names)
+    if feature.names == expected:
+        return dataset.cast_column("label", datasets.ClassLabel(names=class_names))
+    if set(feature.names) <= set(expected):  # some classes have no image at all (e.g. a --limit build)
+        mapping = np.array([expected.index(folder_name) for folder_name in feature.names], dtype=np.int64)
+        features = datasets.Features({**dataset.features, "label": datasets.ClassLabel(names=class_names)})
+        return dataset.map(
+            lambda batch: {"label": mapping[np.asarray(batch["label"], dtype=np.int64)].tolist()},
+            batched=True,
+            features=features,
+            desc="restoring class names",
+        )
+    return dataset
+
+
+def _resize_center_crop(dataset, resolution: int):
+    from PIL import Image
+
+    def transform(example):
+        image = example["image"]
+        scale = resolution / min(image.size)
+        size = (max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale)))
+        resample = Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.LANCZOS
+        image = image.resize(size, resample)
+        left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
+        return {"image": image.crop((left, top, left + resolution, top + resolution))}
+
+    return dataset.map(transform, features=dataset.features, desc=f"resizing to {resolution}px")
+
+
+def load_image_dataset(
+    dataset_name: str | None = None,
+    train_data_dir: str | os.PathLike | None = None,
+    split: str = "train",
+    resolution: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    image_column: str | None = None,
+    label_column: str | None = None,
+) -> datasets.Dataset:
+    """Load any image classification dataset a training script is given, with columns "image" and "label".
+
+    Sources, in this order:
+    1. `dataset_name` is a built-in name ("fashion-mnist", "emoji", "digits"): `load_builtin_dataset`.
+    2. `train_data_dir`: a local imagefolder (`datasets.load_dataset("imagefolder", data_dir=...)`); for a folder
+       `build_imagefolder` wrote, the human-readable class names of its `classes.txt` are restored.
+    3. `dataset_name` is anything else: `datasets.load_dataset(dataset_name)`, a Hub id (read from the local cache
+       when offline) or a local dataset folder.
+
+    Column choice: the image column is `image_column` if given, else the column called "image" (or "img", "images",
+    "picture", "photo", "pixel_values") holding a `datasets.Image`, else the only `datasets.Image` column. The label
+    column is `label_column` if given, else the only `ClassLabel` column, else the first of "label", "labels",
+    "class", "class_label", "fine_label", "target", "category" with an int or `ClassLabel` feature, else the only such
+    column. Int labels become a `ClassLabel` named "0".."max", string labels are class-encoded (sorted names). Other
+    columns are dropped; images are decoded as RGB. A `ValueError` lists the columns when no choice is possible.
+
+    Args:
+        dataset_name (`str`, *optional*): a built-in name, a Hub dataset id or a local dataset folder.
+        train_data_dir (`str` or `os.PathLike`, *optional*): a local imagefolder. Give exactly one of the two.
+        split (`str`, *optional*, defaults to `"train"`): the split to load.
+        resolution (`int`, *optional*): resize to `resolution` x `resolution`. Built-in sets are built at that size
+            (and cached); other datasets have their shorter side resized (bicubic up, Lanczos down) and are
+            centre-cropped with `Dataset.map`, which writes a processed copy next to the dataset's cache: for large
+            datasets prefer `None` and let the image processor resize on the fly.
+        cache_dir (`str` or `os.PathLike`, *optional*): cache for built-in sets, or `datasets`' `cache_dir`.
+        image_column (`str`, *optional*): the image column of a non-built-in dataset.
+        label_column (`str`, *optional*): the label column of a non-built-in dataset.
+
+    Returns:
+        `datasets.Dataset` with columns "image" (`datasets.Image(mode="RGB")`) and "label" (`datasets.ClassLabel`).
+    """
+    if (dataset_name is None) == (train_data_dir is None):
+        raise ValueError(
+            "Give exactly one of dataset_name (a built-in name, Hub id or dataset folder) and train_data_dir (an "
+            f"imagefolder); got dataset_name={dataset_name!r}, train_data_dir={train_data_dir!r}."
+        )
+    _check_resolution(resolution)
+    if dataset_name in _SPECS:
+        if image_column is not None or label_column is not None:
+            raise ValueError("image_column/label_column do not apply to built-in datasets (always image/label).")
+        return load_builtin_dataset(dataset_name, split, resolution, cache_dir=cache_dir)
+
+    import datasets
+
+    cache_dir = str(cache_dir) if cache_dir is not None else None
+    if train_data_dir is not None:
+        folder = Path(train_data_dir)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"train_data_dir {folder} is not a directory.")
+        dataset = datasets.load_dataset("imagefolder", data_dir=str(folder), split=split, cache_dir=cache_dir)
+    else:
+        if not isinstance(dataset_name, str) or not dataset_name:
+            raise ValueError(f"dataset_name must be a non-empty string, got {dataset_name!r}.")
+        folder = Path(dataset_name) if Path(dataset_name).is_dir() else None
+        dataset = datasets.load_dataset(dataset_name, split=split, cache_dir=cache_dir)
+    dataset = _normalise_columns(dataset, image_column, label_column)
+    if folder is not None:
+        dataset = _restore_class_names(dataset, folder)
+    if resolution is not None:
+        dataset = _resize_center_crop(dataset, int(resolution))
+    return dataset
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `vcq data build` and `vcq data info`."""
+    actions = parser.add_subparsers(dest="data_action", metavar="ACTION", required=True)
+    build = actions.add_parser(
+        "build",
+        help="Write a built-in data set as an imagefolder (PNGs, classes.txt, vcq_data.json).",
+        description="Write a built-in data set as an imagefolder: DIR/<split>/<label>_<class>/<index>.png, "
+        "classes.txt and vcq_data.json. Load it with datasets.load_dataset('imagefolder', data_dir=DIR) or "
+        "vcq_hf.data.load_image_dataset(train_data_dir=DIR).",
+    )
+    info = actions.add_parser("info", help="Counts per split and class of a built-in data set.")
+    for sub in (build, info):
+        sub.add_argument("name", help=f"one of: {', '.join(BUILTIN_DATASETS)}")
+        sub.add_argument("--seed", type=int, default=None, help="split seed (default 0)")
+        sub.add_argument("--limit", type=int, default=None, help="at most N images per split (class-balanced)")
+        sub.add_argument("--no-skin-tones", action="store_true", help="emoji only: drop skin-tone variants")
+    build.add_argument("--output", "-o", required=True, help="output folder")
+    build.add_argument("--resolution", "-r", type=int, default=None, help="image side (default: native size)")
+    build.add_argument("--splits", nargs="+", default=None, help="splits to write (default: all)")
+    build.add_argument("--overwrite", action="store_true", help="replace the split folders of a non-empty output")
+    build.add_argument("--cache-dir", default=None, help="cache for built splits")
+
+
+def _cli_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.seed is not None:
+        options["seed"] = args.seed
+    if args.limit is not None:
+        options["limit"] = args.limit
+    if args.no_skin_tones:
+        if args.name != "emoji":
+            raise ValueError(f"--no-skin-tones applies to 'emoji' only, not {args.name!r}.")
+        options["skin_tones"] = False
+    return options
+
+
+def format_counts_table(counts: dict[str, Any]) -> str:
+    """Markdown table of `builtin_split_counts` output: one row per class, one column per split, and totals."""
+    splits = list(counts["splits"])
+    lines = ["| class | " + " | ".join(splits) + " |", "| --- |" + " ---: |" * len(splits)]
+    for label, class_name in enumerate(counts["class_names"]):
+        lines.append(f"| {class_name} | " + " | ".join(f"{counts['splits'][s][label]:,}" for s in splits) + " |")
+    lines.append("| **total** | " + " | ".join(f"{sum(counts['splits'][s]):,}" for s in splits) + " |")
+    return "\n".join(lines)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    options = _cli_options(args)
+    if args.data_action == "info":
+        spec = _get_spec(args.name)
+        counts = builtin_split_counts(args.name, **options)
+        sources = ", ".join(str(path) for path in spec.sources) or "scikit-learn (bundled)"
+        print(f"{spec.name}: {spec.title}")
+        print(f"native size {spec.native_resolution}x{spec.native_resolution}; licence {spec.license}")
+        print(f"source: {sources}")
+        if spec.notes:
+            print(spec.notes)
+        print()
+        print(format_counts_table(counts))
+        return 0
+    metadata = build_imagefolder(
+        args.name,
+        args.output,
+        resolution=args.resolution,
+        splits=args.splits,
+        overwrite=args.overwrite,
+        cache_dir=args.cache_dir,
+        **options,
+    )
+    sizes = ", ".join(f"{split} {info['num_images']:,}" for split, info in metadata["splits"].items())
+    print(f"wrote {args.output}: {metadata['name']} at {metadata['resolution']}px, {sizes} images")
+    return 0
