@@ -6,6 +6,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from .configuration_vcq import VCQConfig
 from .configuration_vcq_vq import VCQVQConfig
+from .data import BUILTIN_DATASETS, build_imagefolder, load_builtin_dataset, load_image_dataset
 from .generation import VCQMask
 from .image_processing_vcq import VCQImageProcessor
 from .modeling_vcq import VCQForCausalLM

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 # command name -> (module, one-line help). Keep sorted by name.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("vcq_hf.data", "Build real offline image data sets (Fashion-MNIST, emoji, digits)."),
     "schedules": ("vcq_hf.schedules", "Entropy-cliff position and capacity of each codebook-size schedule."),
 }
 
