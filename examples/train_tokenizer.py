@@ -1,0 +1,596 @@
+#!/usr/bin/env python
+"""Train a VCQ image tokenizer (`VCQVQModel`) on an image data set with 🤗 Accelerate.
+
+Losses: pixel reconstruction + the variable-codebook quantizer terms (codebook, commitment, optional entropy) as
+configured in `VCQVQConfig`; optionally a perceptual (LPIPS/VGG-feature) loss from local safetensors weights and a
+PatchGAN hinge discriminator switched on after `--disc_start_step`. Dead codes are re-seeded from encoder outputs
+every `--dead_code_restart_steps`; per-position code usage is logged.
+
+Example (Fashion-MNIST at 32x32 on CPU):
+
+    accelerate launch examples/train_tokenizer.py --dataset_name fashion-mnist --model_config small-32px \
+        --random_flip --train_batch_size 128 --max_train_steps 3000 --output_dir vcq-tokenizer-fmnist
+
+The output folder holds `config.json`, `model.safetensors`, `preprocessor_config.json` and a model card, and
+loads with `VCQVQModel.from_pretrained(output_dir)` / `VCQImageProcessor.from_pretrained(output_dir)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate.logging import get_logger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import training_utils as tu  # noqa: E402
+from vcq_hf.configuration_vcq_vq import VCQVQConfig  # noqa: E402
+from vcq_hf.image_processing_vcq import VCQImageProcessor  # noqa: E402
+from vcq_hf.model_card import save_model_card  # noqa: E402
+from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
+
+
+logger = get_logger(__name__, log_level="INFO")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Optional losses
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class PerceptualLoss(nn.Module):
+    """LPIPS-style feature distance with a VGG-like trunk rebuilt from a local safetensors file.
+
+    The file holds torchvision-layout VGG `features.{i}.weight` / `features.{i}.bias` conv weights (any VGG depth:
+    index gaps of 2 mean conv-ReLU, gaps of 3 conv-ReLU-maxpool, the layout of `torchvision.models.vgg16().features`),
+    optionally with LPIPS linear heads `lin{k}.model.1.weight` of shape (1, C_k, 1, 1), one per pooling stage, as in
+    the `lpips` package. Features are tapped before each max-pool and at the end of the trunk, unit-normalised over
+    channels and compared with squared differences, weighted by the LPIPS heads when present (uniformly otherwise).
+    Nothing is downloaded: convert the weights once with `safetensors.torch.save_file`.
+
+    Args:
+        weights_path (`str`): the safetensors file.
+    """
+
+    def __init__(self, weights_path: str | os.PathLike):
+        super().__init__()
+        from safetensors.torch import load_file
+
+        state = load_file(str(weights_path))
+        conv_indices = sorted(
+            {int(k.split(".")[1]) for k in state if k.startswith("features.") and k.endswith("weight")}
+        )
+        if not conv_indices:
+            raise ValueError(f"{weights_path}: no 'features.<i>.weight' conv weights (torchvision VGG layout) found.")
+        self.stages = nn.ModuleList()
+        layers: list[nn.Module] = []
+        for position, index in enumerate(conv_indices):
+            weight = state[f"features.{index}.weight"]
+            conv = nn.Conv2d(weight.shape[1], weight.shape[0], weight.shape[2], padding=weight.shape[2] // 2)
+            conv.weight.data.copy_(weight)
+            conv.bias.data.copy_(state[f"features.{index}.bias"])
+            layers += [conv, nn.ReLU()]
+            gap = conv_indices[position + 1] - index if position + 1 < len(conv_indices) else None
+            if gap is not None and gap not in (2, 3):
+                raise ValueError(
+                    f"{weights_path}: unexpected layer gap {gap} after features.{index} (expected 2 or 3)."
+                )
+            if gap == 3 or gap is None:
+                self.stages.append(nn.Sequential(*layers))
+                layers = [nn.MaxPool2d(2)] if gap == 3 else []
+        channels = [stage[-2].out_channels for stage in self.stages]
+        self.lpips = all(f"lin{k}.model.1.weight" in state for k in range(len(channels)))
+        heads = []
+        for k, num_channels in enumerate(channels):
+            head = state[f"lin{k}.model.1.weight"].reshape(1, num_channels, 1, 1) if self.lpips else None
+            heads.append(head if head is not None else torch.full((1, num_channels, 1, 1), 1.0 / num_channels))
+        self.register_buffer("heads", torch.cat([h.flatten() for h in heads]), persistent=False)
+        self.channels = channels
+        if self.lpips:  # LPIPS scaling layer, on inputs in [-1, 1]
+            shift, scale = [-0.030, -0.088, -0.188], [0.458, 0.448, 0.450]
+        else:  # ImageNet normalisation of torchvision VGG, rewritten for inputs in [-1, 1]
+            mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+            shift, scale = [2 * m - 1 for m in mean], [2 * s for s in std]
+        self.register_buffer("shift", torch.tensor(shift).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("scale", torch.tensor(scale).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> PerceptualLoss:
+        return super().train(False)  # frozen feature network, always in eval mode
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean perceptual distance between two batches (B, 3, H, W) in [-1, 1]."""
+        x = (prediction.float() - self.shift) / self.scale
+        y = (target.float() - self.shift) / self.scale
+        total = x.new_zeros(())
+        offset = 0
+        for stage, num_channels in zip(self.stages, self.channels):
+            x, y = stage(x), stage(y)
+            fx = x / (x.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            fy = y / (y.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            head = self.heads[offset : offset + num_channels].view(1, -1, 1, 1)
+            total = total + ((fx - fy).pow(2) * head).sum(1).mean()
+            offset += num_channels
+        return total
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN discriminator (Isola et al., 2017) with GroupNorm (DDP-safe); outputs a logit per patch.
+
+    Args:
+        num_channels (`int`): image channels.
+        base_channels (`int`): width of the first layer, doubled per layer up to 8x.
+        num_layers (`int`): strided 4x4 conv layers.
+    """
+
+    def __init__(self, num_channels: int = 3, base_channels: int = 64, num_layers: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(num_channels, base_channels, 4, 2, 1), nn.LeakyReLU(0.2)]
+        channels = base_channels
+        for layer in range(1, num_layers + 1):
+            out_channels = base_channels * min(2**layer, 8)
+            stride = 2 if layer < num_layers else 1
+            layers += [
+                nn.Conv2d(channels, out_channels, 4, stride, 1, bias=False),
+                nn.GroupNorm(min(32, out_channels // 4) or 1, out_channels),
+                nn.LeakyReLU(0.2),
+            ]
+            channels = out_channels
+        layers.append(nn.Conv2d(channels, 1, 4, 1, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+
+def hinge_discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean())
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Arguments
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def parse_config_overrides(items: list[str] | None) -> dict:
+    """['schedule=constant', 'k_min=4'] -> {'schedule': 'constant', 'k_min': 4} (values parsed as JSON if possible)."""
+    overrides = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--config_overrides item {item!r} must look like key=value.")
+        key, value = item.split("=", 1)
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    return overrides
+
+
+def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[1], formatter_class=argparse.RawTextHelpFormatter
+    )
+    tu.add_dataset_args(parser)
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model_config",
+        type=str,
+        default="small-32px",
+        help="A VCQVQConfig preset (tiny, small-32px, imagenet-256), a config.json, or a model folder to fine-tune.",
+    )
+    group.add_argument(
+        "--config_overrides", type=str, nargs="*", default=None, help="Config fields, e.g. schedule=constant k_min=4."
+    )
+    group.add_argument("--resolution", type=int, default=None, help="Image side; defaults to the config's.")
+    group.add_argument("--random_flip", action="store_true", help="Random horizontal flips.")
+    group.add_argument(
+        "--in_memory",
+        type=str,
+        default="auto",
+        choices=["auto", "yes", "no"],
+        help="Preprocess the whole data set once into a uint8 tensor ('auto': when it fits in --max_in_memory_gb).",
+    )
+    group.add_argument("--max_in_memory_gb", type=float, default=4.0)
+    group.add_argument("--dead_code_restart_steps", type=int, default=200, help="Restart dead codes every X steps.")
+    group.add_argument("--dead_code_threshold", type=float, default=1e-3, help="EMA usage below which a code is dead.")
+    group.add_argument("--perceptual_weights", type=str, default=None, help="Local safetensors VGG/LPIPS weights.")
+    group.add_argument("--perceptual_weight", type=float, default=1.0)
+    group.add_argument("--use_discriminator", action="store_true", help="Add a PatchGAN hinge adversarial loss.")
+    group.add_argument("--disc_start_step", type=int, default=20000, help="Optimizer step that turns the GAN on.")
+    group.add_argument("--disc_weight", type=float, default=0.1, help="Weight of the generator's adversarial loss.")
+    group.add_argument("--disc_learning_rate", type=float, default=None, help="Defaults to --learning_rate.")
+    group.add_argument("--disc_channels", type=int, default=64)
+    group.add_argument("--disc_num_layers", type=int, default=3)
+    group.add_argument("--validation_steps", type=int, default=1000, help="Save a reconstruction grid every X steps.")
+    group.add_argument("--num_validation_images", type=int, default=8)
+    group.add_argument("--usage_eval_samples", type=int, default=2048, help="Images for the final code-usage stats.")
+    tu.add_common_training_args(parser, learning_rate=1e-3, train_batch_size=64, lr_warmup_steps=200)
+    args = parser.parse_args(input_args)
+    check_args(args)
+    return args
+
+
+def check_args(args: argparse.Namespace) -> None:
+    tu.check_dataset_args(args)
+    tu.check_common_training_args(args)
+    args.config_overrides = parse_config_overrides(args.config_overrides)
+    if args.resolution is not None and args.resolution < 1:
+        raise ValueError(f"--resolution = {args.resolution} must be >= 1.")
+    if args.dead_code_restart_steps < 0:
+        raise ValueError(f"--dead_code_restart_steps = {args.dead_code_restart_steps} must be >= 0 (0 disables).")
+    if args.perceptual_weights is not None and not os.path.isfile(args.perceptual_weights):
+        raise ValueError(f"--perceptual_weights {args.perceptual_weights!r}: no such file.")
+    if args.perceptual_weight < 0 or args.disc_weight < 0:
+        raise ValueError("--perceptual_weight and --disc_weight must be >= 0.")
+    if args.validation_steps < 1 or args.num_validation_images < 1:
+        raise ValueError("--validation_steps and --num_validation_images must be >= 1.")
+
+
+def build_config(args: argparse.Namespace) -> tuple[VCQVQConfig, str | None]:
+    """(config, folder to load weights from or None)."""
+    overrides = dict(args.config_overrides)
+    if args.resolution is not None:
+        overrides["image_size"] = args.resolution
+    source = args.model_config
+    if os.path.isdir(source):
+        config = VCQVQConfig.from_pretrained(source, **overrides)
+        return config, source
+    if os.path.isfile(source):
+        with open(source) as f:
+            kwargs = json.load(f)
+        kwargs.update(overrides)
+        return VCQVQConfig(**kwargs), None
+    return VCQVQConfig.from_preset(source, **overrides), None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class ProcessedImages(torch.utils.data.Dataset):
+    """On-the-fly preprocessing (large data sets): returns uint8 (C, H, W) tensors like the in-memory path."""
+
+    def __init__(self, dataset, image_processor: VCQImageProcessor):
+        self.dataset = dataset
+        self.image_processor = image_processor
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor]:
+        pixel_values = self.image_processor(self.dataset[index]["image"], return_tensors="pt")["pixel_values"][0]
+        return (tu.pixel_values_to_uint8(pixel_values),)
+
+
+def build_train_dataset(args, image_processor, accelerator) -> torch.utils.data.Dataset:
+    with accelerator.main_process_first():
+        dataset = tu.load_images(args, split=args.split, resolution=image_processor.image_size)
+    size = image_processor.image_size
+    nbytes = len(dataset) * 3 * size * size
+    in_memory = args.in_memory == "yes" or (args.in_memory == "auto" and nbytes <= args.max_in_memory_gb * 2**30)
+    logger.info(f"{len(dataset)} training images at {size}x{size}; in memory: {in_memory} ({nbytes / 2**20:.0f} MB)")
+    if in_memory:
+        images = tu.images_to_uint8(dataset, image_processor, disable=not accelerator.is_local_main_process)
+        return TensorDataset(images)
+    return ProcessedImages(dataset, image_processor)
+
+
+def flip_batch(pixel_values: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(pixel_values.shape[0], generator=generator) < 0.5
+    flip = flip.to(pixel_values.device).view(-1, 1, 1, 1)
+    return torch.where(flip, pixel_values.flip(-1), pixel_values)
+
+
+@torch.no_grad()
+def measure_code_usage(model: VCQVQModel, dataset, batch_size: int, max_samples: int, device) -> dict:
+    """Per-position distinct codes / K_t and perplexity over up to `max_samples` images (eval mode)."""
+    was_training = model.training
+    model.eval()
+    sizes = list(model.config.codebook_sizes)
+    seen = torch.zeros(len(sizes), max(sizes), dtype=torch.bool)
+    counts = torch.zeros(len(sizes), max(sizes))
+    total = min(len(dataset), max_samples)
+    for start in range(0, total, batch_size):
+        batch = torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, total))])
+        codes = model.encode(tu.uint8_to_pixel_values(batch).to(device)).codes.cpu()  # (B, T)
+        for position in range(codes.shape[1]):
+            counts[position] += torch.bincount(codes[:, position], minlength=max(sizes)).float()
+        seen |= counts > 0
+    model.train(was_training)
+    used = seen.sum(1)
+    probs = counts / counts.sum(1, keepdim=True).clamp_min(1)
+    perplexity = torch.exp(-(probs * torch.log(probs.clamp_min(1e-12))).sum(1))
+    return {
+        "num_images": total,
+        "codes_used_per_position": used.tolist(),
+        "usage_fraction_per_position": [round(u / k, 4) for u, k in zip(used.tolist(), sizes)],
+        "perplexity_per_position": [round(p, 3) for p in perplexity.tolist()],
+        "mean_usage_fraction": round(float(sum(u / k for u, k in zip(used.tolist(), sizes)) / len(sizes)), 4),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def main(args: argparse.Namespace) -> VCQVQModel:
+    start_time = time.time()
+    accelerator = tu.create_accelerator(args)
+
+    config, init_from = build_config(args)
+    model = VCQVQModel.from_pretrained(init_from, config=config) if init_from else VCQVQModel(config)
+    image_processor = VCQImageProcessor(image_size=config.image_size)
+    perceptual = PerceptualLoss(args.perceptual_weights).to(accelerator.device) if args.perceptual_weights else None
+    discriminator = (
+        PatchDiscriminator(config.num_channels, args.disc_channels, args.disc_num_layers)
+        if args.use_discriminator
+        else None
+    )
+    ema = tu.ExponentialMovingAverage(model, args.ema_max_decay, args.ema_update_after_step) if args.use_ema else None
+    logger.info(
+        f"VCQVQModel: {tu.count_parameters(model) / 1e6:.2f}M parameters, T={config.num_tokens}, "
+        f"K_t={config.codebook_sizes[0]}..{config.codebook_sizes[-1]} ({config.schedule})"
+    )
+
+    train_dataset = build_train_dataset(args, image_processor, accelerator)
+    validation_images = torch.stack(
+        [train_dataset[i][0] for i in range(min(args.num_validation_images, len(train_dataset)))]
+    )
+    train_dataloader = DataLoader(
+        train_dataset,
+        batch_size=args.train_batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.dataloader_num_workers,
+        persistent_workers=args.dataloader_num_workers > 0,
+    )
+    if args.scale_lr:
+        args.learning_rate *= args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes
+    optimizer = tu.create_optimizer(args, model.parameters())
+
+    # Shard the data first: the schedule length depends on the per-process number of batches.
+    train_dataloader = accelerator.prepare(train_dataloader)
+    steps_per_epoch, max_train_steps, num_epochs = tu.resolve_training_length(args, len(train_dataloader))
+    lr_scheduler = tu.create_lr_scheduler(args, optimizer, max_train_steps, accelerator.num_processes)
+
+    disc_optimizer = None
+    if discriminator is not None:
+        disc_optimizer = torch.optim.AdamW(
+            discriminator.parameters(), lr=args.disc_learning_rate or args.learning_rate, betas=(0.5, 0.9)
+        )
+        model, discriminator, optimizer, disc_optimizer, lr_scheduler = accelerator.prepare(
+            model, discriminator, optimizer, disc_optimizer, lr_scheduler
+        )
+    else:
+        model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    if ema is not None:
+        ema.to(accelerator.device)
+    tu.register_pretrained_hooks(
+        accelerator,
+        {VCQVQModel: "vq_model", PatchDiscriminator: "discriminator"},
+        ema=ema,
+        ema_subfolder="vq_model_ema",
+    )
+
+    if accelerator.is_main_process:
+        accelerator.init_trackers(args.tracker_project_name or "train_tokenizer", config=tu.tracker_config(args))
+
+    total_batch_size = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    logger.info("***** Running training *****")
+    logger.info(f"  Num examples = {len(train_dataset)}")
+    logger.info(f"  Num processes = {accelerator.num_processes}")
+    logger.info(f"  Instantaneous batch size per device = {args.train_batch_size}")
+    logger.info(f"  Total train batch size (w. parallel, distributed & accumulation) = {total_batch_size}")
+    logger.info(f"  Total optimization steps = {max_train_steps} ({num_epochs} epochs)")
+
+    global_step, first_epoch, resume_batches = 0, 0, 0
+    resume_path = tu.resolve_resume_checkpoint(args)
+    if resume_path is not None:
+        accelerator.load_state(str(resume_path))
+        global_step = tu.checkpoint_step(resume_path)
+        first_epoch = global_step // steps_per_epoch
+        resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
+        logger.info(f"Resumed from {resume_path} at step {global_step} (epoch {first_epoch}).")
+
+    unwrapped = accelerator.unwrap_model(model)
+    quantizer = unwrapped.quantizer
+    progress_bar = tqdm(
+        range(max_train_steps), initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process
+    )
+    window: dict[str, list[float]] = {}
+    last_logs: dict[str, float] = {}
+    micro_step = 0
+
+    model.train()
+    for epoch in range(first_epoch, num_epochs):
+        train_dataloader.set_epoch(epoch)
+        active = train_dataloader
+        if epoch == first_epoch and resume_batches:
+            active = accelerator.skip_first_batches(train_dataloader, resume_batches)
+            active.set_epoch(epoch)
+        for (images,) in active:
+            tu.reseed_step(args.seed, global_step, micro_step, accelerator.process_index)
+            generator = tu.seeded_generator(args.seed, global_step, micro_step, accelerator.process_index, 1)
+            pixel_values = tu.uint8_to_pixel_values(images)
+            if args.random_flip:
+                pixel_values = flip_batch(pixel_values, generator)
+            gan_on = discriminator is not None and global_step >= args.disc_start_step
+            with accelerator.accumulate(*(m for m in (model, discriminator) if m is not None)):
+                output = model(pixel_values)
+                loss = output.loss
+                terms = {
+                    "loss/reconstruction": output.reconstruction_loss.detach(),
+                    "loss/codebook": output.codebook_loss.detach(),
+                    "loss/commitment": output.commitment_loss.detach(),
+                    "loss/entropy": output.entropy_loss.detach(),
+                }
+                if perceptual is not None:
+                    perceptual_loss = perceptual(output.sample, pixel_values)
+                    loss = loss + args.perceptual_weight * perceptual_loss
+                    terms["loss/perceptual"] = perceptual_loss.detach()
+                if gan_on:
+                    # Generator term through a parameter-detached call: no gradient reaches the discriminator.
+                    disc_module = accelerator.unwrap_model(discriminator)
+                    frozen = {name: p.detach() for name, p in disc_module.named_parameters()}
+                    logits_fake = torch.func.functional_call(disc_module, frozen, (output.sample,))
+                    generator_loss = -logits_fake.mean()
+                    loss = loss + args.disc_weight * generator_loss
+                    terms["loss/generator"] = generator_loss.detach()
+                mean_loss = tu.check_finite_loss(accelerator, loss, global_step, args.output_dir)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+
+                if gan_on:
+                    logits_real = discriminator(pixel_values)
+                    logits_fake = discriminator(output.sample.detach())
+                    disc_loss = hinge_discriminator_loss(logits_real, logits_fake)
+                    accelerator.backward(disc_loss)
+                    disc_optimizer.step()
+                    disc_optimizer.zero_grad(set_to_none=True)
+                    terms["loss/discriminator"] = disc_loss.detach()
+
+            micro_step += 1
+            for key, value in {"loss": mean_loss, **terms}.items():
+                window.setdefault(key, []).append(float(value))
+            window.setdefault("usage/codes_used_mean", []).append(float(output.codes_used.float().mean()))
+            window.setdefault("usage/perplexity_mean", []).append(float(output.perplexity.float().mean()))
+            if not accelerator.sync_gradients:
+                continue
+
+            micro_step = 0
+            global_step += 1
+            progress_bar.update(1)
+            if ema is not None:
+                ema.step(unwrapped)
+
+            if args.dead_code_restart_steps and global_step % args.dead_code_restart_steps == 0:
+                with torch.no_grad():
+                    latents = accelerator.gather(unwrapped.encode(pixel_values).latents.float().contiguous())
+                    usage = accelerator.reduce(quantizer.code_usage.clone(), reduction="mean")
+                    quantizer.code_usage.copy_(usage)
+                    restarted = quantizer.restart_dead_codes(
+                        latents,
+                        threshold=args.dead_code_threshold,
+                        generator=tu.seeded_generator(args.seed, global_step),
+                    )
+                window.setdefault("usage/restarted_codes", []).append(restarted)
+
+            if global_step % args.logging_steps == 0 or global_step == max_train_steps:
+                last_logs = {key: sum(values) / len(values) for key, values in window.items()}
+                last_logs["lr"] = lr_scheduler.get_last_lr()[0]
+                last_logs["epoch"] = epoch
+                window = {}
+                accelerator.log(last_logs, step=global_step)
+                fractions = [u / k for u, k in zip(output.codes_used.tolist(), config.codebook_sizes)]
+                if accelerator.is_main_process and "jsonl" in tu.parse_report_to(args.report_to):
+                    accelerator.get_tracker("jsonl").log(
+                        {
+                            "usage/codes_used_per_position": output.codes_used.tolist(),
+                            "usage/fraction_per_position": [round(f, 4) for f in fractions],
+                        },
+                        step=global_step,
+                    )
+                progress_bar.set_postfix(
+                    loss=f"{last_logs['loss']:.4f}", rec=f"{last_logs['loss/reconstruction']:.4f}"
+                )
+
+            if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
+                tu.save_checkpoint(accelerator, args, global_step)
+
+            if accelerator.is_main_process and (
+                global_step % args.validation_steps == 0 or global_step == max_train_steps
+            ):
+                log_reconstructions(accelerator, args, unwrapped, ema, image_processor, validation_images, global_step)
+
+            if global_step >= max_train_steps:
+                break
+        if global_step >= max_train_steps:
+            break
+    progress_bar.close()
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        final_model = ema.model if ema is not None else unwrapped
+        if tu.uses_sharded_states(accelerator):
+            final_model.save_pretrained(args.output_dir, state_dict=accelerator.get_state_dict(model))
+        else:
+            final_model.save_pretrained(args.output_dir)
+        image_processor.save_pretrained(args.output_dir)
+        usage = measure_code_usage(
+            final_model, train_dataset, args.train_batch_size, args.usage_eval_samples, accelerator.device
+        )
+        summary = {
+            "script": "train_tokenizer.py",
+            "global_step": global_step,
+            "max_train_steps": max_train_steps,
+            "num_processes": accelerator.num_processes,
+            "total_batch_size": total_batch_size,
+            "wall_time_s": round(time.time() - start_time, 1),
+            "final_logs": {k: round(float(v), 6) for k, v in last_logs.items()},
+            "code_usage": usage,
+            "num_parameters": tu.count_parameters(final_model),
+            "num_train_images": len(train_dataset),
+        }
+        tu.write_json(Path(args.output_dir) / "training_summary.json", summary)
+        save_model_card(
+            args.output_dir,
+            kind="tokenizer",
+            vq_config=config,
+            num_parameters={"vq_model": summary["num_parameters"]},
+            dataset=args.dataset_name or args.train_data_dir,
+            num_train_images=len(train_dataset),
+            training_args=tu.tracker_config(args),
+            results={**summary["final_logs"], "mean_code_usage_fraction": usage["mean_usage_fraction"]},
+            code_usage=usage,
+            command=" ".join(["accelerate launch examples/train_tokenizer.py", *sys.argv[1:]]),
+            repo_id=args.hub_model_id,
+        )
+        logger.info(f"Saved the tokenizer to {args.output_dir} ({summary['wall_time_s']} s).")
+        if args.push_to_hub:
+            tu.push_folder_to_hub(args, args.output_dir, f"train_tokenizer.py: step {global_step}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return ema.model if ema is not None else unwrapped
+
+
+@torch.no_grad()
+def log_reconstructions(accelerator, args, model, ema, image_processor, images, step) -> None:
+    """Originals (top row) and reconstructions (bottom row) to samples/recon-<step>.png and the trackers."""
+    source = ema.model if ema is not None else model
+    was_training = source.training
+    source.eval()
+    pixel_values = tu.uint8_to_pixel_values(images).to(accelerator.device)
+    reconstruction = source.decode(source.encode(pixel_values).codes).sample
+    source.train(was_training)
+    mse = F.mse_loss((reconstruction + 1) / 2, (pixel_values + 1) / 2).item()
+    psnr = 10 * math.log10(1.0 / max(mse, 1e-10))
+    pil = image_processor.postprocess(torch.cat([pixel_values, reconstruction]).cpu(), output_type="pil")
+    scale = max(1, 64 // pil[0].size[0])
+    grid = tu.make_labelled_grid(pil, ["input", "recon"], num_columns=len(images), scale=scale)
+    samples_dir = Path(args.output_dir) / "samples"
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    grid.save(samples_dir / f"recon-{step:06d}.png")
+    tu.log_images(accelerator, "reconstructions", grid, step)
+    accelerator.log({"validation/psnr": psnr}, step=step)
+
+
+if __name__ == "__main__":
+    tu.run_script(main, parse_args)

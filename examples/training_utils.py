@@ -1,0 +1,775 @@
+"""Helpers shared by the example training scripts (`train_tokenizer.py`, `extract_codes.py`, `train_ar.py`,
+`sample.py`): common command-line flags and their cross-checks, the `Accelerator` set-up, checkpoint naming,
+rotation and resume, an exponential moving average of the weights, the non-finite-loss guard, a local JSON-lines
+tracker, in-memory image tensors and labelled image grids.
+
+The scripts import this module as a sibling (`import training_utils`), like diffusers' examples; run them from any
+directory as `accelerate launch examples/<script>.py ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.tracking import GeneralTracker
+from accelerate.utils import DataLoaderConfiguration, DistributedType, ProjectConfiguration, set_seed
+from PIL import Image, ImageDraw, ImageFont
+from torch import nn
+
+
+logger = get_logger(__name__, log_level="INFO")
+
+CHECKPOINT_PREFIX = "checkpoint"
+_CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)$")
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when the training loss becomes NaN or infinite; the last good checkpoint is left untouched."""
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def add_common_training_args(
+    parser: argparse.ArgumentParser,
+    *,
+    learning_rate: float,
+    train_batch_size: int,
+    num_epochs: int = 10,
+    lr_warmup_steps: int = 500,
+    lr_scheduler: str = "cosine",
+) -> None:
+    """Add the flags every training script shares (diffusers' names and meanings)."""
+    group = parser.add_argument_group("training")
+    group.add_argument("--output_dir", type=str, required=True, help="Where checkpoints, logs and the model go.")
+    group.add_argument("--seed", type=int, default=0, help="Seed for weights, data order and augmentation.")
+    group.add_argument("--train_batch_size", type=int, default=train_batch_size, help="Batch size per device.")
+    group.add_argument(
+        "--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes (0: main process)."
+    )
+    group.add_argument("--num_epochs", type=int, default=num_epochs, help="Epochs, unless --max_train_steps is set.")
+    group.add_argument(
+        "--max_train_steps", type=int, default=None, help="Total optimizer steps; overrides --num_epochs when set."
+    )
+    group.add_argument("--gradient_accumulation_steps", type=int, default=1, help="Micro-batches per optimizer step.")
+    group.add_argument("--learning_rate", type=float, default=learning_rate, help="Peak learning rate.")
+    group.add_argument(
+        "--scale_lr",
+        action="store_true",
+        help="Multiply the learning rate by batch size x accumulation steps x number of processes.",
+    )
+    group.add_argument("--lr_scheduler", type=str, default=lr_scheduler, choices=LR_SCHEDULERS)
+    group.add_argument("--lr_warmup_steps", type=int, default=lr_warmup_steps, help="Warm-up optimizer steps.")
+    group.add_argument("--adam_beta1", type=float, default=0.9)
+    group.add_argument("--adam_beta2", type=float, default=0.95)
+    group.add_argument("--adam_weight_decay", type=float, default=0.05)
+    group.add_argument("--adam_epsilon", type=float, default=1e-8)
+    group.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping norm (0: no clipping).")
+    group.add_argument(
+        "--mixed_precision",
+        type=str,
+        default=None,
+        choices=["no", "fp16", "bf16"],
+        help="Mixed precision; defaults to the value of `accelerate config` (or 'no').",
+    )
+    group.add_argument("--allow_tf32", action="store_true", help="Allow TF32 matmuls on Ampere+ GPUs.")
+    group.add_argument(
+        "--checkpointing_steps",
+        type=int,
+        default=500,
+        help="Save the full training state (checkpoint-{global_step}) every X optimizer steps (0: never).",
+    )
+    group.add_argument(
+        "--checkpoints_total_limit", type=int, default=None, help="Keep at most this many checkpoint-* folders."
+    )
+    group.add_argument(
+        "--resume_from_checkpoint",
+        type=str,
+        default=None,
+        help="A checkpoint-* folder to resume from, or 'latest' for the newest one in --output_dir.",
+    )
+    group.add_argument("--use_ema", action="store_true", help="Keep an exponential moving average of the weights.")
+    group.add_argument("--ema_max_decay", type=float, default=0.9999, help="Upper bound of the EMA decay.")
+    group.add_argument(
+        "--ema_update_after_step", type=int, default=0, help="Start averaging after this many optimizer steps."
+    )
+    group.add_argument("--logging_steps", type=int, default=10, help="Log scalars every X optimizer steps.")
+    group.add_argument(
+        "--report_to",
+        type=str,
+        default="jsonl",
+        help=(
+            "Comma-separated trackers: 'jsonl' (a local logs/metrics.jsonl), 'tensorboard', 'wandb', ..., 'all' or "
+            "'none'. Any tracker other than 'none' is logged next to a local jsonl file."
+        ),
+    )
+    group.add_argument("--logging_dir", type=str, default="logs", help="Tracker directory, relative to output_dir.")
+    group.add_argument("--tracker_project_name", type=str, default=None, help="Project name for the trackers.")
+    group.add_argument("--push_to_hub", action="store_true", help="Push the final model and its card to the Hub.")
+    group.add_argument("--hub_model_id", type=str, default=None, help="Hub repo id (default: output_dir's name).")
+    group.add_argument("--hub_token", type=str, default=None, help="Hub token (default: the cached login).")
+    group.add_argument("--hub_private_repo", action="store_true", help="Create the Hub repo as private.")
+
+
+def check_common_training_args(args: argparse.Namespace) -> None:
+    """Cross-flag checks of the common flags. Raises `ValueError` naming the bad value."""
+    positive = {
+        "train_batch_size": args.train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "logging_steps": args.logging_steps,
+    }
+    for name, value in positive.items():
+        if value < 1:
+            raise ValueError(f"--{name} = {value} is out of range: it must be >= 1.")
+    if args.max_train_steps is None and (args.num_epochs is None or args.num_epochs < 1):
+        raise ValueError(f"--num_epochs = {args.num_epochs} must be >= 1 when --max_train_steps is not given.")
+    if args.max_train_steps is not None and args.max_train_steps < 1:
+        raise ValueError(f"--max_train_steps = {args.max_train_steps} is out of range: it must be >= 1.")
+    if args.learning_rate <= 0:
+        raise ValueError(f"--learning_rate = {args.learning_rate} is out of range: it must be > 0.")
+    if args.lr_warmup_steps < 0:
+        raise ValueError(f"--lr_warmup_steps = {args.lr_warmup_steps} is out of range: it must be >= 0.")
+    if args.dataloader_num_workers < 0:
+        raise ValueError(f"--dataloader_num_workers = {args.dataloader_num_workers} must be >= 0.")
+    if args.checkpointing_steps < 0:
+        raise ValueError(f"--checkpointing_steps = {args.checkpointing_steps} must be >= 0 (0 disables).")
+    if args.checkpoints_total_limit is not None:
+        if args.checkpoints_total_limit < 1:
+            raise ValueError(f"--checkpoints_total_limit = {args.checkpoints_total_limit} must be >= 1.")
+        if args.checkpointing_steps == 0:
+            raise ValueError("--checkpoints_total_limit needs --checkpointing_steps > 0 (checkpointing is off).")
+    if not 0.0 <= args.ema_max_decay < 1.0:
+        raise ValueError(f"--ema_max_decay = {args.ema_max_decay} is out of range: it must be in [0, 1).")
+    if args.hub_model_id is not None and not args.push_to_hub:
+        raise ValueError("--hub_model_id is set but --push_to_hub is not; add --push_to_hub or drop --hub_model_id.")
+    trackers = parse_report_to(args.report_to)
+    if args.hub_token is not None and "wandb" in trackers:
+        raise ValueError(
+            "You cannot use both --report_to=wandb and --hub_token: the token would be exposed. "
+            "Log in with `hf auth login` instead."
+        )
+    if args.resume_from_checkpoint not in (None, "latest"):
+        path = Path(args.resume_from_checkpoint)
+        if not path.is_absolute() and not path.exists():
+            path = Path(args.output_dir) / path
+        if not path.is_dir():
+            raise ValueError(f"--resume_from_checkpoint {args.resume_from_checkpoint!r}: no such checkpoint folder.")
+        if not _CHECKPOINT_RE.match(path.name):
+            raise ValueError(
+                f"--resume_from_checkpoint {args.resume_from_checkpoint!r}: the folder must be named "
+                f"{CHECKPOINT_PREFIX}-<global_step>."
+            )
+
+
+def parse_report_to(report_to: str) -> list[str]:
+    """'tensorboard,wandb' -> ['jsonl', 'tensorboard', 'wandb']; 'none' -> []."""
+    names = [name.strip() for name in (report_to or "none").split(",") if name.strip()]
+    if names == ["none"]:
+        return []
+    if "none" in names:
+        raise ValueError(f"--report_to {report_to!r}: 'none' cannot be combined with other trackers.")
+    return ["jsonl"] + [name for name in names if name != "jsonl"]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Accelerator, logging, trackers
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class JSONLTracker(GeneralTracker):
+    """A local tracker: one JSON object per `log` call appended to `<logging_dir>/metrics.jsonl`."""
+
+    name = "jsonl"
+    requires_logging_directory = True
+    main_process_only = True
+
+    def __init__(self, run_name: str, logging_dir: str | os.PathLike):
+        super().__init__()
+        self.run_name = run_name
+        self.logging_dir = Path(logging_dir)
+        self.path = self.logging_dir / "metrics.jsonl"
+
+    @property
+    def tracker(self) -> Path:
+        return self.path
+
+    def start(self) -> None:
+        self.logging_dir.mkdir(parents=True, exist_ok=True)
+
+    def store_init_configuration(self, values: dict) -> None:
+        self.start()
+        with open(self.logging_dir / "hparams.json", "w") as f:
+            json.dump(values, f, indent=2, sort_keys=True, default=str)
+
+    def log(self, values: dict, step: int | None = None, **kwargs) -> None:
+        self.start()
+        record = {"step": step, "time": round(time.time(), 3)}
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                value = value.item()
+            if isinstance(value, (int, float, str, bool)) or value is None:
+                record[key] = value
+            elif isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value):
+                record[key] = list(value)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def setup_logging(accelerator: Accelerator) -> None:
+    """INFO logs on the main process only; library warnings stay visible on every rank."""
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S", level=logging.INFO
+    )
+    import datasets
+    import diffusers
+    import transformers
+
+    if accelerator.is_local_main_process:
+        datasets.utils.logging.set_verbosity_warning()
+        transformers.utils.logging.set_verbosity_warning()
+        diffusers.utils.logging.set_verbosity_info()
+    else:
+        datasets.utils.logging.set_verbosity_error()
+        transformers.utils.logging.set_verbosity_error()
+        diffusers.utils.logging.set_verbosity_error()
+
+
+def create_accelerator(args: argparse.Namespace, gradient_accumulation_steps: int | None = None) -> Accelerator:
+    """`Accelerator` with a `ProjectConfiguration` rooted at `output_dir`, a seeded sampler and the chosen trackers."""
+    logging_dir = Path(args.output_dir) / args.logging_dir
+    project_config = ProjectConfiguration(project_dir=args.output_dir, logging_dir=str(logging_dir))
+    # A seedable sampler makes the shuffled order a function of (seed, epoch) on every rank, which is what lets a
+    # resumed run continue on exactly the same data stream.
+    dataloader_config = DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed)
+    log_with: list[Any] = []
+    for name in parse_report_to(args.report_to):
+        log_with.append(JSONLTracker(Path(args.output_dir).name or "run", logging_dir) if name == "jsonl" else name)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=gradient_accumulation_steps or args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=log_with or None,
+        project_config=project_config,
+        dataloader_config=dataloader_config,
+    )
+    setup_logging(accelerator)
+    if args.seed is not None:
+        set_seed(args.seed)
+    if getattr(args, "allow_tf32", False) and torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+    logger.info(accelerator.state, main_process_only=False)
+    return accelerator
+
+
+def tracker_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The args as tracker hyper-parameters (only scalars and strings; lists become strings)."""
+    config = {}
+    for key, value in vars(args).items():
+        if isinstance(value, (int, float, str, bool)) or value is None:
+            config[key] = value
+        else:
+            config[key] = str(value)
+    config.pop("hub_token", None)
+    return config
+
+
+def log_images(accelerator: Accelerator, key: str, image: Image.Image, step: int) -> None:
+    """Send one image (e.g. a sample grid) to the image-capable trackers."""
+    array = np.asarray(image.convert("RGB"))
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.writer.add_images(key, array[None], step, dataformats="NHWC")
+        elif tracker.name == "wandb":
+            import wandb
+
+            tracker.log({key: [wandb.Image(image)]}, step=step)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Steps, schedule, checkpoints
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def resolve_training_length(args: argparse.Namespace, num_batches_per_epoch: int) -> tuple[int, int, int]:
+    """(steps per epoch, max_train_steps, num_epochs) given the per-process dataloader length."""
+    if num_batches_per_epoch < 1:
+        raise ValueError(
+            "The training dataloader is empty: the data set has fewer examples than "
+            f"--train_batch_size ({args.train_batch_size}) x number of processes."
+        )
+    steps_per_epoch = math.ceil(num_batches_per_epoch / args.gradient_accumulation_steps)
+    max_train_steps = args.max_train_steps or args.num_epochs * steps_per_epoch
+    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    return steps_per_epoch, max_train_steps, num_epochs
+
+
+def create_optimizer(args: argparse.Namespace, parameters: Iterable[nn.Parameter] | Iterable[dict]):
+    """AdamW with the common flags."""
+    return torch.optim.AdamW(
+        parameters,
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
+        eps=args.adam_epsilon,
+    )
+
+
+def create_lr_scheduler(args: argparse.Namespace, optimizer, max_train_steps: int, num_processes: int):
+    """diffusers' `get_scheduler`; the prepared scheduler steps once per process per optimizer step."""
+    from diffusers.optimization import get_scheduler
+
+    return get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * num_processes,
+        num_training_steps=max_train_steps * num_processes,
+    )
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
+    """The checkpoint-<step> folders of `output_dir`, oldest (lowest step) first."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and _CHECKPOINT_RE.match(p.name)]
+    return sorted(found, key=lambda p: int(_CHECKPOINT_RE.match(p.name).group(1)))
+
+
+def checkpoint_step(path: str | os.PathLike) -> int:
+    """The global step encoded in a checkpoint-<step> folder name."""
+    match = _CHECKPOINT_RE.match(Path(path).name)
+    if match is None:
+        raise ValueError(f"{str(path)!r} is not a {CHECKPOINT_PREFIX}-<global_step> folder.")
+    return int(match.group(1))
+
+
+def resolve_resume_checkpoint(args: argparse.Namespace) -> Path | None:
+    """The checkpoint folder named by --resume_from_checkpoint, the newest one for 'latest', or None."""
+    if args.resume_from_checkpoint is None:
+        return None
+    if args.resume_from_checkpoint == "latest":
+        checkpoints = list_checkpoints(args.output_dir)
+        if not checkpoints:
+            logger.info(f"--resume_from_checkpoint latest: no checkpoint in {args.output_dir}; starting a new run.")
+            return None
+        return checkpoints[-1]
+    path = Path(args.resume_from_checkpoint)
+    if not path.is_absolute() and not path.exists():
+        path = Path(args.output_dir) / path
+    return path
+
+
+def rotate_checkpoints(output_dir: str | os.PathLike, total_limit: int | None) -> list[Path]:
+    """Delete the oldest checkpoints so that, after one more is saved, at most `total_limit` remain."""
+    if total_limit is None:
+        return []
+    checkpoints = list_checkpoints(output_dir)
+    excess = len(checkpoints) - (total_limit - 1)
+    removed = checkpoints[: max(excess, 0)]
+    if removed:
+        logger.info(f"Removing {len(removed)} old checkpoint(s): {', '.join(p.name for p in removed)}")
+    for path in removed:
+        shutil.rmtree(path)
+    return removed
+
+
+def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, global_step: int) -> Path:
+    """Rotate (main process) then `save_state` on every rank (FSDP/DeepSpeed shard their states)."""
+    path = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}-{global_step}"
+    if accelerator.is_main_process:
+        rotate_checkpoints(args.output_dir, args.checkpoints_total_limit)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(path))
+    logger.info(f"Saved state to {path}")
+    return path
+
+
+def uses_sharded_states(accelerator: Accelerator) -> bool:
+    """FSDP and DeepSpeed save model states themselves; the save_pretrained hooks must then stay out of the way."""
+    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
+
+def register_pretrained_hooks(
+    accelerator: Accelerator,
+    subfolders: dict[type, str],
+    ema: ExponentialMovingAverage | None = None,
+    ema_subfolder: str | None = None,
+    extra_save: Callable[[str], None] | None = None,
+    extra_load: Callable[[str], None] | None = None,
+) -> None:
+    """Save/load hooks that write each prepared model as a `save_pretrained` folder inside the checkpoint.
+
+    Args:
+        subfolders (`dict[type, str]`): model class -> subfolder name; classes without `save_pretrained` are
+            stored as `<subfolder>/model.safetensors`.
+        ema (`ExponentialMovingAverage`, *optional*): also saved, to `ema_subfolder`.
+    """
+    if uses_sharded_states(accelerator):
+        # accelerate writes sharded model states itself; the EMA rides along as a registered checkpoint object.
+        if ema is not None:
+            accelerator.register_for_checkpointing(ema)
+        return
+
+    def _subfolder(model: nn.Module) -> str:
+        for cls, name in subfolders.items():
+            if isinstance(model, cls):
+                return name
+        raise ValueError(f"No checkpoint subfolder registered for {type(model).__name__}.")
+
+    def save_hook(models: list[nn.Module], weights: list[dict], output_dir: str) -> None:
+        if accelerator.is_main_process:
+            for model in models:
+                model = accelerator.unwrap_model(model)
+                save_module(model, os.path.join(output_dir, _subfolder(model)))
+            if ema is not None:
+                ema.save_pretrained(os.path.join(output_dir, ema_subfolder))
+            if extra_save is not None:
+                extra_save(output_dir)
+        # Each model's weights were written above; stop accelerate from writing them a second time.
+        while weights:
+            weights.pop()
+
+    def load_hook(models: list[nn.Module], input_dir: str) -> None:
+        while models:
+            model = accelerator.unwrap_model(models.pop())
+            load_module(model, os.path.join(input_dir, _subfolder(model)))
+        if ema is not None:
+            ema.load_pretrained(os.path.join(input_dir, ema_subfolder))
+        if extra_load is not None:
+            extra_load(input_dir)
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+
+def save_module(model: nn.Module, folder: str | os.PathLike) -> None:
+    """`save_pretrained` when the module has it, else its state dict as `model.safetensors`."""
+    if hasattr(model, "save_pretrained"):
+        model.save_pretrained(folder)
+        return
+    from safetensors.torch import save_file
+
+    os.makedirs(folder, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, os.path.join(folder, "model.safetensors"))
+
+
+def load_module(model: nn.Module, folder: str | os.PathLike) -> None:
+    """Load weights written by `save_module` into `model` in place (strict)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"No .safetensors weights in {folder}.")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        state.update(load_file(str(file)))
+    # Tied weights are stored once by save_pretrained; fill the missing ties from the module itself.
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = set(_tied_parameter_names(model))
+    missing = [name for name in missing if name not in tied]
+    if missing or unexpected:
+        raise RuntimeError(
+            f"Checkpoint {folder} does not match {type(model).__name__}: missing {missing}, unexpected {unexpected}."
+        )
+
+
+def _tied_parameter_names(model: nn.Module) -> list[str]:
+    seen: dict[int, str] = {}
+    tied = []
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in seen:
+            tied.append(name)
+        else:
+            seen[id(param)] = name
+    return tied
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# EMA and the NaN guard
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class ExponentialMovingAverage:
+    """An exponential moving average of a model's parameters kept in a full copy of the model.
+
+    The decay warms up as in diffusers' `EMAModel`: `min(max_decay, (1 + n) / (10 + n))` after `update_after_step`
+    optimizer steps (n counts the averaged steps). Keeping a real model copy means the average is saved with the
+    model's own `save_pretrained`, and `store` / `copy_to` / `restore` swap it into the live model for sampling.
+
+    Args:
+        model (`nn.Module`): the (unwrapped) model to average; it is deep-copied.
+        max_decay (`float`, *optional*, defaults to 0.9999): upper bound of the decay.
+        update_after_step (`int`, *optional*, defaults to 0): optimizer steps before averaging starts.
+    """
+
+    def __init__(self, model: nn.Module, max_decay: float = 0.9999, update_after_step: int = 0):
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.max_decay = max_decay
+        self.update_after_step = update_after_step
+        self.optimization_step = 0
+        self._stored: list[torch.Tensor] | None = None
+
+    @property
+    def decay(self) -> float:
+        step = self.optimization_step - self.update_after_step - 1
+        if step < 0:
+            return 0.0
+        return min(self.max_decay, (1 + step) / (10 + step))
+
+    @torch.no_grad()
+    def step(self, model: nn.Module) -> None:
+        self.optimization_step += 1
+        decay = self.decay
+        for ema_param, param in zip(self.model.parameters(), model.parameters()):
+            if param.requires_grad:
+                ema_param.lerp_(param.detach().to(ema_param.dtype), 1.0 - decay)
+            else:
+                ema_param.copy_(param.detach())
+        for ema_buffer, buffer in zip(self.model.buffers(), model.buffers()):
+            ema_buffer.copy_(buffer)
+
+    @torch.no_grad()
+    def store(self, model: nn.Module) -> None:
+        self._stored = [param.detach().clone() for param in model.parameters()]
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        for param, ema_param in zip(model.parameters(), self.model.parameters()):
+            param.copy_(ema_param.to(param.dtype))
+
+    @torch.no_grad()
+    def restore(self, model: nn.Module) -> None:
+        if self._stored is None:
+            raise RuntimeError("ExponentialMovingAverage.restore called without store.")
+        for param, stored in zip(model.parameters(), self._stored):
+            param.copy_(stored)
+        self._stored = None
+
+    def to(self, device: torch.device | str) -> ExponentialMovingAverage:
+        self.model.to(device)
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimization_step": self.optimization_step, "model": self.model.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimization_step = int(state["optimization_step"])
+        self.model.load_state_dict(state["model"])
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        save_module(self.model, folder)
+        with open(os.path.join(folder, "ema_state.json"), "w") as f:
+            json.dump({"optimization_step": self.optimization_step, "max_decay": self.max_decay}, f)
+
+    def load_pretrained(self, folder: str | os.PathLike) -> None:
+        load_module(self.model, folder)
+        with open(os.path.join(folder, "ema_state.json")) as f:
+            self.optimization_step = int(json.load(f)["optimization_step"])
+
+
+def check_finite_loss(
+    accelerator: Accelerator, loss: torch.Tensor, global_step: int, output_dir: str | os.PathLike
+) -> torch.Tensor:
+    """Mean loss over all ranks; raises `NonFiniteLossError` on every rank at once if any rank's loss is NaN/inf.
+
+    Called before `backward`, so the weights of the step that produced the bad loss are never updated, and no
+    checkpoint is written after it.
+    """
+    mean_loss = accelerator.reduce(loss.detach().float().reshape(1), reduction="mean")
+    if not torch.isfinite(mean_loss).all():
+        checkpoints = list_checkpoints(output_dir)
+        last = f"the last good checkpoint is {checkpoints[-1]}" if checkpoints else "no checkpoint was saved yet"
+        raise NonFiniteLossError(
+            f"The training loss became {mean_loss.item()} at optimizer step {global_step + 1}; stopping. {last}. "
+            "Resume with --resume_from_checkpoint latest and a lower --learning_rate, more --lr_warmup_steps, "
+            "--mixed_precision bf16 instead of fp16, or a smaller --max_grad_norm."
+        )
+    return mean_loss
+
+
+def run_script(main: Callable[[argparse.Namespace], Any], parse_args: Callable[[], argparse.Namespace]) -> None:
+    """`__main__` entry: run `main(parse_args())`; a non-finite loss exits with status 1 and a one-line error."""
+    try:
+        main(parse_args())
+    except NonFiniteLossError as err:
+        logging.getLogger(__name__).error(str(err))
+        sys.exit(1)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def load_images(args: argparse.Namespace, split: str = "train", resolution: int | None = None):
+    """A `datasets.Dataset` with "image" (PIL) and "label" columns from --dataset_name or --train_data_dir."""
+    from vcq_hf.data import BUILTIN_DATASETS, load_image_dataset
+
+    # Built-in sets are built (and cached) at the target size; others are resized by the image processor on the fly
+    # instead of `Dataset.map` writing a resized copy of a possibly huge data set.
+    builtin = args.dataset_name in BUILTIN_DATASETS
+    dataset = load_image_dataset(
+        dataset_name=args.dataset_name,
+        train_data_dir=args.train_data_dir,
+        split=split,
+        resolution=resolution if builtin else None,
+        image_column=None if builtin else args.image_column,
+    )
+    if getattr(args, "max_train_samples", None) is not None:
+        dataset = dataset.select(range(min(args.max_train_samples, len(dataset))))
+    return dataset
+
+
+def add_dataset_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--dataset_name",
+        type=str,
+        default=None,
+        help="A built-in data set ('fashion-mnist', 'emoji', 'digits') or a Hub dataset id.",
+    )
+    group.add_argument("--train_data_dir", type=str, default=None, help="An imagefolder directory.")
+    group.add_argument("--split", type=str, default="train", help="Data set split.")
+    group.add_argument("--image_column", type=str, default=None, help="Column holding the images (auto-detected).")
+    group.add_argument("--max_train_samples", type=int, default=None, help="Truncate the data set (debugging).")
+
+
+def check_dataset_args(args: argparse.Namespace) -> None:
+    if (args.dataset_name is None) == (args.train_data_dir is None):
+        raise ValueError("Pass exactly one of --dataset_name and --train_data_dir.")
+    if args.max_train_samples is not None and args.max_train_samples < 1:
+        raise ValueError(f"--max_train_samples = {args.max_train_samples} must be >= 1.")
+
+
+def label_names(dataset) -> list[str] | None:
+    """Class names of the "label" column when it is a `ClassLabel`."""
+    feature = dataset.features.get("label") if "label" in dataset.column_names else None
+    return list(feature.names) if getattr(feature, "names", None) else None
+
+
+def images_to_uint8(
+    dataset, image_processor, batch_size: int = 1024, desc: str = "Preprocessing", disable: bool = False
+) -> torch.Tensor:
+    """Run the image processor once over all images and keep them as a uint8 (N, C, H, W) tensor.
+
+    The processor maps pixels to [-1, 1] in steps of 2/255, so `round((x + 1) * 127.5)` is lossless and the data
+    set costs 1 byte per value in memory (Fashion-MNIST at 32x32 RGB: 184 MB) with no per-step PIL decoding.
+    """
+    from tqdm.auto import tqdm
+
+    chunks = []
+    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, disable=disable):
+        images = dataset[start : start + batch_size]["image"]
+        pixel_values = image_processor(images, return_tensors="pt")["pixel_values"]
+        chunks.append(pixel_values_to_uint8(pixel_values))
+    return torch.cat(chunks)
+
+
+def pixel_values_to_uint8(pixel_values: torch.Tensor) -> torch.Tensor:
+    return ((pixel_values.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def uint8_to_pixel_values(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 127.5 - 1.0
+
+
+def reseed_step(seed: int, *keys: int) -> None:
+    """Seed torch's global RNGs from (seed, keys), e.g. (seed, global_step, micro_step, rank), before a step.
+
+    Randomness inside models (class dropout, dropout layers) then depends only on the step, not on how many random
+    numbers earlier code drew, so a resumed run repeats the uninterrupted run exactly.
+    """
+    torch.manual_seed(int(seeded_generator(seed, *keys).initial_seed()))
+
+
+def seeded_generator(seed: int, *keys: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A generator whose state depends only on (seed, keys): augmentation that is identical after a resume."""
+    value = seed
+    for key in keys:
+        value = (value * 1_000_003 + int(key)) % (2**63 - 1)
+    return torch.Generator(device=device).manual_seed(value)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Images
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def make_labelled_grid(
+    images: Sequence[Image.Image], labels: Sequence[str] | None, num_columns: int, scale: int = 1
+) -> Image.Image:
+    """Rows of `num_columns` images; row r is captioned with `labels[r]` on its left when labels are given."""
+    if not images:
+        raise ValueError("make_labelled_grid needs at least one image.")
+    width, height = images[0].size
+    width, height = width * scale, height * scale
+    num_rows = math.ceil(len(images) / num_columns)
+    font = ImageFont.load_default()
+    label_width = 0
+    if labels:
+        probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+        label_width = 8 + max(int(probe.textlength(str(label), font=font)) for label in labels)
+    grid = Image.new("RGB", (label_width + num_columns * width, num_rows * height), "white")
+    draw = ImageDraw.Draw(grid)
+    for index, image in enumerate(images):
+        row, column = divmod(index, num_columns)
+        image = image.convert("RGB")
+        if scale != 1:
+            image = image.resize((width, height), Image.NEAREST)
+        grid.paste(image, (label_width + column * width, row * height))
+    if labels:
+        for row, label in enumerate(labels[:num_rows]):
+            draw.text((4, row * height + max(height // 2 - 6, 0)), str(label), fill="black", font=font)
+    return grid
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+        f.write("\n")
+
+
+def push_folder_to_hub(args: argparse.Namespace, folder: str | os.PathLike, commit_message: str) -> str:
+    """Create the Hub repo if needed and upload `folder` without checkpoints and logs. Returns the repo id."""
+    from huggingface_hub import create_repo, upload_folder
+
+    repo_id = create_repo(
+        repo_id=args.hub_model_id or Path(args.output_dir).name,
+        exist_ok=True,
+        token=args.hub_token,
+        private=args.hub_private_repo,
+    ).repo_id
+    upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        commit_message=commit_message,
+        ignore_patterns=[f"{CHECKPOINT_PREFIX}-*", f"{CHECKPOINT_PREFIX}-*/**", "logs/**", "samples/**", "_shards/**"],
+        token=args.hub_token,
+    )
+    return repo_id
