@@ -66,12 +66,12 @@ class VCQConfig(PresetMixin, LlamaConfig):
 
     | preset | hidden | layers | heads | intermediate | parameters |
     | --- | --- | --- | --- | --- | --- |
-    | `tiny` | 24 | 2 | 2 | 40 | ~11k (tests; T = 5, K_max = 16, 3 classes) |
-    | `small` | 256 | 4 | 4 | 768 | ~3.9M (32x32 demo data; T = 32, K_max = 1024, 10 classes) |
-    | `vcq-b` | 768 | 12 | 12 | 2048 | 111.7M (LlamaGen GPT-B) |
-    | `vcq-l` | 1024 | 24 | 16 | 2816 | 343.9M (LlamaGen GPT-L) |
-    | `vcq-xl` | 1280 | 36 | 20 | 3584 | 776.1M (LlamaGen GPT-XL) |
-    | `vcq-684m` | 1280 | 32 | 20 | 3456 | 684.3M (the paper's model size; GPT-XL width, 32 layers, narrower MLP) |
+    | `tiny` | 24 | 2 | 2 (1 KV head) | 40 | 10.3k (tests; T = 5, K_max = 16, 3 classes) |
+    | `small` | 256 | 4 | 4 | 768 | 3.94M (32x32 demo data; T = 32, K_max = 1024, 10 classes) |
+    | `vcq-b` | 768 | 12 | 12 | 2048 | 111.66M (LlamaGen GPT-B) |
+    | `vcq-l` | 1024 | 24 | 16 | 2816 | 343.94M (LlamaGen GPT-L) |
+    | `vcq-xl` | 1280 | 36 | 20 | 3584 | 775.98M (LlamaGen GPT-XL) |
+    | `vcq-684m` | 1280 | 32 | 20 | 3504 | 684.88M (the paper's model size: GPT-XL width, 32 layers, MLP 3504 = 16 * 219) |
 
     The LlamaGen presets use LlamaGen's SwiGLU rule (`llamagen_intermediate_size`) and a log schedule from K_min = 2
     reaching K_max at position 64; replace `codebook_sizes` with your tokenizer's (`from_vq_config` does that).
@@ -136,7 +136,7 @@ class VCQConfig(PresetMixin, LlamaConfig):
         "vcq-b": _llamagen_preset(768, 12, 12),
         "vcq-l": _llamagen_preset(1024, 24, 16),
         "vcq-xl": _llamagen_preset(1280, 36, 20),
-        "vcq-684m": {**_llamagen_preset(1280, 32, 20), "intermediate_size": 3456},
+        "vcq-684m": {**_llamagen_preset(1280, 32, 20), "intermediate_size": 3504},
     }
 
     # Llama defaults overridden: derived from the image fields in `__post_init__`.
