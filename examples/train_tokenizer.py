@@ -330,6 +330,7 @@ def measure_code_usage(model: VCQVQModel, dataset, batch_size: int, max_samples:
 def main(args: argparse.Namespace) -> VCQVQModel:
     start_time = time.time()
     accelerator = tu.create_accelerator(args)
+    tu.check_ema_supported(accelerator, args)
 
     config, init_from = build_config(args)
     model = VCQVQModel.from_pretrained(init_from, config=config) if init_from else VCQVQModel(config)
@@ -527,12 +528,14 @@ def main(args: argparse.Namespace) -> VCQVQModel:
     progress_bar.close()
 
     accelerator.wait_for_everyone()
+    # Under FSDP/DeepSpeed gathering the full state dict is a collective: every rank takes part.
+    full_state = accelerator.get_state_dict(model) if tu.uses_sharded_states(accelerator) else None
     if accelerator.is_main_process:
         final_model = ema.model if ema is not None else unwrapped
-        if tu.uses_sharded_states(accelerator):
-            final_model.save_pretrained(args.output_dir, state_dict=accelerator.get_state_dict(model))
-        else:
-            final_model.save_pretrained(args.output_dir)
+        if full_state is not None:
+            final_model = VCQVQModel(config)
+            final_model.load_state_dict(full_state)
+        final_model.save_pretrained(args.output_dir)
         image_processor.save_pretrained(args.output_dir)
         usage = measure_code_usage(
             final_model, train_dataset, args.train_batch_size, args.usage_eval_samples, accelerator.device

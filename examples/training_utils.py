@@ -609,6 +609,37 @@ def check_finite_loss(
     return mean_loss
 
 
+def write_rank_report(
+    accelerator: Accelerator, model: nn.Module, output_dir: str | os.PathLike, global_step: int
+) -> Path:
+    """Every rank writes `logs/rank-<k>.json` (world size, step, SHA-256 of its weights), so a multi-process run can
+    be checked to be one data-parallel run: all ranks report the same world size and identical weights."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    path = Path(output_dir) / "logs" / f"rank-{accelerator.process_index}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(
+        path,
+        {
+            "process_index": accelerator.process_index,
+            "num_processes": accelerator.num_processes,
+            "distributed_type": str(accelerator.distributed_type),
+            "global_step": global_step,
+            "weights_sha256": digest.hexdigest(),
+        },
+    )
+    return path
+
+
+def check_ema_supported(accelerator: Accelerator, args: argparse.Namespace) -> None:
+    if args.use_ema and uses_sharded_states(accelerator):
+        raise ValueError("--use_ema is not supported with FSDP/DeepSpeed (sharded parameters); drop --use_ema.")
+
+
 def run_script(main: Callable[[argparse.Namespace], Any], parse_args: Callable[[], argparse.Namespace]) -> None:
     """`__main__` entry: run `main(parse_args())`; a non-finite loss exits with status 1 and a one-line error."""
     try:

@@ -1,0 +1,353 @@
+#!/usr/bin/env python
+"""Train the class-conditional VCQ prior (`VCQForCausalLM`) on codes from `extract_codes.py` with 🤗 Accelerate.
+
+Each sequence is `[class token, x_0, ..., x_{T-1}]`; the loss is next-token cross-entropy on the image tokens, and
+the class token is replaced by the null class with probability `class_dropout_prob` (in the model) so the same
+network also learns the unconditional distribution for classifier-free guidance. Every `--validation_steps` a
+labelled grid (one row per class) is sampled to `output_dir/samples/` and the trackers. The output folder is a
+complete `VCQPipeline` (`vq_model/`, `transformer/`, `model_index.json` with `id2label`) plus a model card:
+
+    accelerate launch examples/train_ar.py --codes_dir fmnist-codes --model_config small \
+        --train_batch_size 128 --max_train_steps 4000 --output_dir vcq-fmnist
+
+    python -c "from vcq_hf import VCQPipeline; VCQPipeline.from_pretrained('vcq-fmnist')(class_labels=[0])"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from accelerate.logging import get_logger
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import training_utils as tu  # noqa: E402
+from extract_codes import load_codes_dataset  # noqa: E402
+from vcq_hf.configuration_vcq import VCQConfig  # noqa: E402
+from vcq_hf.model_card import save_model_card  # noqa: E402
+from vcq_hf.modeling_vcq import VCQForCausalLM  # noqa: E402
+from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
+from vcq_hf.pipeline_vcq import VCQPipeline  # noqa: E402
+
+
+logger = get_logger(__name__, log_level="INFO")
+
+
+def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[1], formatter_class=argparse.RawTextHelpFormatter
+    )
+    group = parser.add_argument_group("data and model")
+    group.add_argument("--codes_dir", type=str, required=True, help="A codes dataset saved by extract_codes.py.")
+    group.add_argument(
+        "--vq_model_path", type=str, default=None, help="The tokenizer folder (default: the one the codes came from)."
+    )
+    group.add_argument(
+        "--model_config",
+        type=str,
+        default="small",
+        help="A VCQConfig preset (tiny, small, vcq-b, vcq-l, vcq-xl, vcq-684m), a config.json, or a model folder to "
+        "fine-tune. The image fields (codebook_sizes, T) always come from the tokenizer.",
+    )
+    group.add_argument(
+        "--config_overrides", type=str, nargs="*", default=None, help="Config fields, e.g. num_hidden_layers=6."
+    )
+    group.add_argument("--class_dropout_prob", type=float, default=None, help="Null-class rate (default: config's).")
+    group.add_argument("--resolution", type=int, default=None, help="Must equal the tokenizer's image size if given.")
+    group.add_argument("--max_train_samples", type=int, default=None, help="Truncate the codes dataset (debugging).")
+    group.add_argument("--validation_steps", type=int, default=1000, help="Sample a labelled grid every X steps.")
+    group.add_argument("--num_validation_images_per_class", type=int, default=4)
+    group.add_argument("--validation_guidance_scale", type=float, default=2.0)
+    group.add_argument("--max_validation_classes", type=int, default=10, help="Rows of the validation grid.")
+    tu.add_common_training_args(parser, learning_rate=1e-3, train_batch_size=64, lr_warmup_steps=200)
+    args = parser.parse_args(input_args)
+    check_args(args)
+    return args
+
+
+def check_args(args: argparse.Namespace) -> None:
+    from train_tokenizer import parse_config_overrides
+
+    tu.check_common_training_args(args)
+    args.config_overrides = parse_config_overrides(args.config_overrides)
+    if not os.path.isfile(os.path.join(args.codes_dir, "vcq_meta.json")):
+        raise ValueError(f"--codes_dir {args.codes_dir!r} has no vcq_meta.json (run extract_codes.py first).")
+    if args.class_dropout_prob is not None and not 0.0 <= args.class_dropout_prob <= 1.0:
+        raise ValueError(f"--class_dropout_prob = {args.class_dropout_prob} is out of range: it must be in [0, 1].")
+    if args.max_train_samples is not None and args.max_train_samples < 1:
+        raise ValueError(f"--max_train_samples = {args.max_train_samples} must be >= 1.")
+    if args.validation_steps < 1 or args.num_validation_images_per_class < 1 or args.max_validation_classes < 1:
+        raise ValueError(
+            "--validation_steps, --num_validation_images_per_class, --max_validation_classes must be >= 1."
+        )
+    if args.validation_guidance_scale < 1.0:
+        raise ValueError(f"--validation_guidance_scale = {args.validation_guidance_scale} must be >= 1.")
+
+
+def build_model(args: argparse.Namespace, vq_config, num_classes: int) -> VCQForCausalLM:
+    overrides = dict(args.config_overrides)
+    overrides["num_classes"] = num_classes
+    if args.class_dropout_prob is not None:
+        overrides["class_dropout_prob"] = args.class_dropout_prob
+    source = args.model_config
+    if os.path.isdir(source):
+        model = VCQForCausalLM.from_pretrained(source, **overrides)
+        if list(model.config.codebook_sizes) != list(vq_config.codebook_sizes):
+            raise ValueError(
+                f"The model in {source} has codebook_sizes {list(model.config.codebook_sizes)} but the codes were "
+                f"made with {list(vq_config.codebook_sizes)}."
+            )
+        return model
+    if os.path.isfile(source):
+        with open(source) as f:
+            kwargs = json.load(f)
+        for key in ("codebook_size", "codebook_sizes", "num_image_tokens", "vocab_size", "max_position_embeddings"):
+            kwargs.pop(key, None)
+        config = VCQConfig.from_vq_config(vq_config, **{**kwargs, **overrides})
+    else:
+        config = VCQConfig.from_vq_config(vq_config, preset=source, **overrides)
+    return VCQForCausalLM(config)
+
+
+@torch.no_grad()
+def sample_grid(pipeline: VCQPipeline, args, class_ids: list[int], step: int | str, device) -> PIL.Image.Image:  # noqa: F821
+    """One row per class, `num_validation_images_per_class` columns, seeded."""
+    transformer = pipeline.transformer
+    was_training = transformer.training
+    transformer.eval()
+    generator = torch.Generator(device="cpu").manual_seed(args.seed)
+    images = pipeline(
+        class_labels=class_ids,
+        num_images_per_class=args.num_validation_images_per_class,
+        guidance_scale=args.validation_guidance_scale,
+        generator=generator,
+        output_type="pil",
+    ).images
+    transformer.train(was_training)
+    names = [pipeline.id2label.get(c, str(c)) for c in class_ids]
+    scale = max(1, 64 // images[0].size[0])
+    return tu.make_labelled_grid(images, names, num_columns=args.num_validation_images_per_class, scale=scale)
+
+
+def main(args: argparse.Namespace) -> VCQPipeline:
+    start_time = time.time()
+    accelerator = tu.create_accelerator(args)
+    tu.check_ema_supported(accelerator, args)
+
+    codes_dataset, meta = load_codes_dataset(args.codes_dir)
+    if args.max_train_samples is not None:
+        codes_dataset = codes_dataset.select(range(min(args.max_train_samples, len(codes_dataset))))
+    vq_model_path = args.vq_model_path or meta["vq_model_path"]
+    vq_model = VCQVQModel.from_pretrained(vq_model_path).eval().requires_grad_(False)
+    if list(vq_model.config.codebook_sizes) != list(meta["codebook_sizes"]):
+        raise ValueError(
+            f"The tokenizer {vq_model_path} has codebook_sizes {list(vq_model.config.codebook_sizes)} but the codes "
+            f"in {args.codes_dir} were made with {meta['codebook_sizes']}."
+        )
+    if args.resolution is not None and args.resolution != vq_model.config.image_size:
+        raise ValueError(
+            f"--resolution {args.resolution} differs from the tokenizer's image_size {vq_model.config.image_size}."
+        )
+    class_names = list(meta["class_names"])
+    id2label = dict(enumerate(class_names))
+
+    model = build_model(args, vq_model.config, num_classes=len(class_names))
+    ema = tu.ExponentialMovingAverage(model, args.ema_max_decay, args.ema_update_after_step) if args.use_ema else None
+    logger.info(
+        f"VCQForCausalLM: {tu.count_parameters(model) / 1e6:.2f}M parameters; T={model.config.num_image_tokens}, "
+        f"{len(class_names)} classes, class dropout {model.config.class_dropout_prob}"
+    )
+
+    # Codes are small (T int32 per image): keep them as tensors, no per-step Arrow decoding.
+    columns = codes_dataset.with_format("numpy", columns=["codes", "label"])[:]
+    train_dataset = TensorDataset(
+        torch.from_numpy(columns["codes"].astype("int32")), torch.from_numpy(columns["label"].astype("int64"))
+    )
+    train_dataloader = DataLoader(
+        train_dataset,
+        batch_size=args.train_batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.dataloader_num_workers,
+        persistent_workers=args.dataloader_num_workers > 0,
+    )
+    if args.scale_lr:
+        args.learning_rate *= args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes
+    optimizer = tu.create_optimizer(args, model.parameters())
+    train_dataloader = accelerator.prepare(train_dataloader)
+    steps_per_epoch, max_train_steps, num_epochs = tu.resolve_training_length(args, len(train_dataloader))
+    lr_scheduler = tu.create_lr_scheduler(args, optimizer, max_train_steps, accelerator.num_processes)
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    vq_model.to(accelerator.device)
+    if ema is not None:
+        ema.to(accelerator.device)
+    tu.register_pretrained_hooks(
+        accelerator, {VCQForCausalLM: "transformer"}, ema=ema, ema_subfolder="transformer_ema"
+    )
+
+    if accelerator.is_main_process:
+        accelerator.init_trackers(args.tracker_project_name or "train_ar", config=tu.tracker_config(args))
+
+    total_batch_size = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    logger.info("***** Running training *****")
+    logger.info(f"  Num sequences = {len(train_dataset)}")
+    logger.info(f"  Num processes = {accelerator.num_processes}")
+    logger.info(f"  Instantaneous batch size per device = {args.train_batch_size}")
+    logger.info(f"  Total train batch size (w. parallel, distributed & accumulation) = {total_batch_size}")
+    logger.info(f"  Total optimization steps = {max_train_steps} ({num_epochs} epochs)")
+
+    global_step, first_epoch, resume_batches = 0, 0, 0
+    resume_path = tu.resolve_resume_checkpoint(args)
+    if resume_path is not None:
+        accelerator.load_state(str(resume_path))
+        global_step = tu.checkpoint_step(resume_path)
+        first_epoch = global_step // steps_per_epoch
+        resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
+        logger.info(f"Resumed from {resume_path} at step {global_step} (epoch {first_epoch}).")
+
+    unwrapped = accelerator.unwrap_model(model)
+    pipeline = None
+    if accelerator.is_main_process:
+        pipeline = VCQPipeline(vq_model=vq_model, transformer=unwrapped, id2label=id2label)
+        pipeline.set_progress_bar_config(disable=True)
+    validation_classes = list(range(min(len(class_names), args.max_validation_classes)))
+
+    progress_bar = tqdm(
+        range(max_train_steps), initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process
+    )
+    window: list[float] = []
+    last_logs: dict[str, float] = {}
+    micro_step = 0
+    model.train()
+    for epoch in range(first_epoch, num_epochs):
+        train_dataloader.set_epoch(epoch)
+        active = train_dataloader
+        if epoch == first_epoch and resume_batches:
+            active = accelerator.skip_first_batches(train_dataloader, resume_batches)
+            active.set_epoch(epoch)
+        for codes, labels in active:
+            # Class dropout draws from torch's global RNG: seed it per step so a resumed run repeats it exactly.
+            tu.reseed_step(args.seed, global_step, micro_step, accelerator.process_index)
+            input_ids = unwrapped.build_input_ids(labels, codes.long())  # (B, 1 + T)
+            with accelerator.accumulate(model):
+                loss = model(input_ids=input_ids, labels=input_ids).loss
+                mean_loss = tu.check_finite_loss(accelerator, loss, global_step, args.output_dir)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            micro_step += 1
+            window.append(float(mean_loss))
+            if not accelerator.sync_gradients:
+                continue
+
+            micro_step = 0
+            global_step += 1
+            progress_bar.update(1)
+            if ema is not None:
+                ema.step(unwrapped)
+
+            if global_step % args.logging_steps == 0 or global_step == max_train_steps:
+                last_logs = {"loss": sum(window) / len(window), "lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}
+                last_logs["bits_per_image"] = last_logs["loss"] * unwrapped.config.num_image_tokens / math.log(2)
+                window = []
+                accelerator.log(last_logs, step=global_step)
+                progress_bar.set_postfix(loss=f"{last_logs['loss']:.4f}")
+
+            if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
+                tu.save_checkpoint(accelerator, args, global_step)
+
+            if accelerator.is_main_process and global_step % args.validation_steps == 0:
+                log_samples(accelerator, args, pipeline, ema, unwrapped, validation_classes, global_step)
+
+            if global_step >= max_train_steps:
+                break
+        if global_step >= max_train_steps:
+            break
+    progress_bar.close()
+
+    accelerator.wait_for_everyone()
+    tu.write_rank_report(accelerator, unwrapped, args.output_dir, global_step)
+    # Under FSDP/DeepSpeed gathering the full state dict is a collective: every rank takes part.
+    full_state = accelerator.get_state_dict(model) if tu.uses_sharded_states(accelerator) else None
+    if accelerator.is_main_process:
+        final_transformer = ema.model if ema is not None else unwrapped
+        if full_state is not None:
+            final_transformer = VCQForCausalLM(unwrapped.config)
+            final_transformer.load_state_dict(full_state)
+        final = VCQPipeline(vq_model=vq_model, transformer=final_transformer, id2label=id2label)
+        final.set_progress_bar_config(disable=True)
+        final.save_pretrained(args.output_dir)
+        grid = sample_grid(final, args, validation_classes, "final", accelerator.device)
+        grid.save(Path(args.output_dir) / "sample_grid.png")
+        summary = {
+            "script": "train_ar.py",
+            "global_step": global_step,
+            "max_train_steps": max_train_steps,
+            "num_processes": accelerator.num_processes,
+            "total_batch_size": total_batch_size,
+            "wall_time_s": round(time.time() - start_time, 1),
+            "final_logs": {k: round(float(v), 6) for k, v in last_logs.items()},
+            "num_parameters": {
+                "transformer": tu.count_parameters(final_transformer),
+                "vq_model": tu.count_parameters(vq_model),
+            },
+            "num_train_sequences": len(train_dataset),
+            "codes_dir": str(Path(args.codes_dir).resolve()),
+        }
+        tu.write_json(Path(args.output_dir) / "training_summary.json", summary)
+        save_model_card(
+            args.output_dir,
+            kind="pipeline",
+            vq_config=vq_model.config,
+            ar_config=final_transformer.config,
+            num_parameters=summary["num_parameters"],
+            dataset=meta.get("dataset_name") or meta.get("train_data_dir"),
+            num_train_images=meta.get("num_source_images"),
+            id2label=id2label,
+            training_args=tu.tracker_config(args),
+            command=" ".join(["accelerate launch examples/train_ar.py", *sys.argv[1:]]),
+            results=summary["final_logs"],
+            sample_image="sample_grid.png",
+            repo_id=args.hub_model_id,
+        )
+        logger.info(f"Saved the VCQPipeline to {args.output_dir} ({summary['wall_time_s']} s).")
+        if args.push_to_hub:
+            tu.push_folder_to_hub(args, args.output_dir, f"train_ar.py: step {global_step}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    if accelerator.is_main_process:
+        return final
+    return None
+
+
+def log_samples(accelerator, args, pipeline, ema, model, class_ids, step) -> None:
+    """Sample a labelled grid (EMA weights when used) to samples/step-<step>.png and the trackers."""
+    if ema is not None:
+        ema.store(model)
+        ema.copy_to(model)
+    try:
+        grid = sample_grid(pipeline, args, class_ids, step, accelerator.device)
+    finally:
+        if ema is not None:
+            ema.restore(model)
+    samples_dir = Path(args.output_dir) / "samples"
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    grid.save(samples_dir / f"step-{step:06d}.png")
+    tu.log_images(accelerator, "samples", grid, step)
+
+
+if __name__ == "__main__":
+    tu.run_script(main, parse_args)
