@@ -1,0 +1,176 @@
+#!/usr/bin/env python
+"""Sample N class-balanced images from a trained `VCQPipeline` on any number of processes.
+
+Image i gets class `classes[i % len(classes)]` and its own generator seeded with `(seed, i)`, so the result does not
+depend on the number of processes or the batch size. Each rank samples a contiguous block of indices; rank 0 writes
+`samples.npz` (`arr_0`: uint8 (N, H, W, 3), the format of the ADM evaluator used by ImageNet papers; `labels`:
+int64 (N,)) and `sample_info.json`. PNGs go to `output_dir/images/<index>_<class id>.png` unless `--no_png`.
+
+    accelerate launch --num_processes 8 examples/sample.py --pipeline_path vcq-imagenet \
+        --num_samples 50000 --guidance_scale 2.0 --batch_size 125 --output_dir samples-50k
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from PIL import Image
+from tqdm.auto import tqdm
+
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import training_utils as tu  # noqa: E402
+from vcq_hf.pipeline_vcq import VCQPipeline  # noqa: E402
+
+
+logger = get_logger(__name__, log_level="INFO")
+
+
+def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[1], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--pipeline_path", type=str, required=True, help="A VCQPipeline folder (train_ar.py output).")
+    parser.add_argument("--output_dir", type=str, required=True)
+    parser.add_argument("--num_samples", type=int, default=50000, help="Total number of images N.")
+    parser.add_argument(
+        "--class_labels",
+        type=str,
+        nargs="*",
+        default=None,
+        help="Class ids or names to sample (default: all classes of the pipeline), balanced round-robin.",
+    )
+    parser.add_argument("--guidance_scale", type=float, default=2.0)
+    parser.add_argument("--guidance_schedule", type=str, default="constant", choices=["constant", "linear"])
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top_k", type=int, default=None)
+    parser.add_argument("--top_p", type=float, default=None)
+    parser.add_argument("--batch_size", type=int, default=64, help="Images per pipeline call per process.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no_png", action="store_true", help="Write only the .npz, no PNG files.")
+    parser.add_argument("--npz_name", type=str, default="samples.npz")
+    parser.add_argument("--mixed_precision", type=str, default=None, choices=["no", "fp16", "bf16"])
+    args = parser.parse_args(input_args)
+    if args.num_samples < 1:
+        raise ValueError(f"--num_samples = {args.num_samples} must be >= 1.")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch_size = {args.batch_size} must be >= 1.")
+    if args.guidance_scale < 1.0:
+        raise ValueError(f"--guidance_scale = {args.guidance_scale} must be >= 1 (1 disables guidance).")
+    if args.temperature <= 0:
+        raise ValueError(f"--temperature = {args.temperature} must be > 0.")
+    if not args.npz_name.endswith(".npz"):
+        raise ValueError(f"--npz_name {args.npz_name!r} must end with .npz.")
+    if not os.path.isfile(os.path.join(args.pipeline_path, "model_index.json")):
+        raise ValueError(f"--pipeline_path {args.pipeline_path!r} has no model_index.json (train_ar.py output?).")
+    return args
+
+
+def resolve_classes(pipeline: VCQPipeline, class_labels: list[str] | None) -> list[int]:
+    if not class_labels:
+        return list(range(pipeline.num_classes))
+    classes = []
+    for label in class_labels:
+        if label.lstrip("-").isdigit():
+            class_id = int(label)
+            if not 0 <= class_id < pipeline.num_classes:
+                raise ValueError(f"class id {class_id} is outside [0, {pipeline.num_classes}).")
+            classes.append(class_id)
+        else:
+            classes.extend(pipeline.get_label_ids(label))
+    return classes
+
+
+def sample_seed(seed: int, index: int) -> int:
+    return int(tu.seeded_generator(seed, index).initial_seed())
+
+
+def main(args: argparse.Namespace) -> Path:
+    start_time = time.time()
+    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    tu.setup_logging(accelerator)
+    pipeline = VCQPipeline.from_pretrained(args.pipeline_path).to(accelerator.device)
+    pipeline.set_progress_bar_config(disable=True)
+    classes = resolve_classes(pipeline, args.class_labels)
+    labels = [classes[i % len(classes)] for i in range(args.num_samples)]
+
+    output_dir = Path(args.output_dir)
+    shard_dir, image_dir = output_dir / "_shards", output_dir / "images"
+    if accelerator.is_main_process:
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        if not args.no_png:
+            image_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+
+    with accelerator.split_between_processes(list(range(args.num_samples))) as indices:
+        arrays = []
+        batches = range(0, len(indices), args.batch_size)
+        for start in tqdm(batches, desc="Sampling", disable=not accelerator.is_local_main_process):
+            batch = indices[start : start + args.batch_size]
+            generators = [torch.Generator(device="cpu").manual_seed(sample_seed(args.seed, i)) for i in batch]
+            with accelerator.autocast():
+                images = pipeline(
+                    class_labels=[labels[i] for i in batch],
+                    guidance_scale=args.guidance_scale,
+                    guidance_schedule=args.guidance_schedule,
+                    temperature=args.temperature,
+                    top_k=args.top_k,
+                    top_p=args.top_p,
+                    generator=generators,
+                    output_type="np",
+                ).images  # (B, H, W, C) in [0, 1]
+            uint8 = np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
+            if uint8.shape[-1] == 1:
+                uint8 = np.repeat(uint8, 3, axis=-1)
+            arrays.append(uint8)
+            if not args.no_png:
+                for index, image in zip(batch, uint8):
+                    Image.fromarray(image).save(image_dir / f"{index:06d}_{labels[index]}.png")
+        shard = np.concatenate(arrays) if arrays else np.zeros((0, 1, 1, 3), np.uint8)
+        np.savez(shard_dir / f"rank-{accelerator.process_index:05d}.npz", arr_0=shard, index=np.asarray(indices))
+    accelerator.wait_for_everyone()
+
+    npz_path = output_dir / args.npz_name
+    if accelerator.is_main_process:
+        shards = [np.load(shard_dir / f"rank-{rank:05d}.npz") for rank in range(accelerator.num_processes)]
+        images = np.concatenate([s["arr_0"] for s in shards if len(s["index"])])
+        order = np.concatenate([s["index"] for s in shards])
+        if not np.array_equal(order, np.arange(args.num_samples)):
+            raise RuntimeError(f"Sample shards do not cover 0..{args.num_samples - 1} in order.")
+        np.savez(npz_path, arr_0=images, labels=np.asarray(labels, dtype=np.int64))
+        shutil.rmtree(shard_dir)
+        tu.write_json(
+            output_dir / "sample_info.json",
+            {
+                "pipeline_path": str(Path(args.pipeline_path).resolve()),
+                "num_samples": args.num_samples,
+                "classes": classes,
+                "class_names": [pipeline.id2label.get(c, str(c)) for c in classes],
+                "guidance_scale": args.guidance_scale,
+                "guidance_schedule": args.guidance_schedule,
+                "temperature": args.temperature,
+                "top_k": args.top_k,
+                "top_p": args.top_p,
+                "seed": args.seed,
+                "num_processes": accelerator.num_processes,
+                "shape": list(images.shape),
+                "wall_time_s": round(time.time() - start_time, 1),
+            },
+        )
+        logger.info(f"Wrote {len(images)} samples to {npz_path} in {time.time() - start_time:.1f} s.")
+    accelerator.wait_for_everyone()
+    return npz_path
+
+
+if __name__ == "__main__":
+    main(parse_args())
