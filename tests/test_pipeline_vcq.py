@@ -424,7 +424,8 @@ def test_from_pretrained_hub_id_from_offline_cache(pipe, tmp_path):
     lines = result.stdout.splitlines()
     assert f"CODES org/vcq-tiny {expected}" in lines, result.stdout + result.stderr[-3000:]
     assert f"CODES org/vcq-tiny-listed {expected}" in lines, result.stdout + result.stderr[-3000:]
-    assert any(line.startswith("ERROR org/not-cached") for line in lines), result.stdout
+    errors = [line for line in lines if line.startswith("ERROR org/not-cached")]
+    assert errors and "LocalEntryNotFoundError" in errors[0] and "VCQPipeline 'org/not-cached'" in errors[0]
 
 
 # ------------------------------------------------------------------------------------------------ model card

@@ -15,6 +15,10 @@ from collections.abc import Sequence
 # command name -> (module, one-line help). Keep sorted by name.
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("vcq_hf.data", "Build real offline image data sets (Fashion-MNIST, emoji, digits)."),
+    "generate": (
+        "vcq_hf.cli_generate",
+        "Generate class-conditional images with a VCQPipeline into a labelled PNG grid.",
+    ),
     "schedules": ("vcq_hf.schedules", "Entropy-cliff position and capacity of each codebook-size schedule."),
 }
 

@@ -25,7 +25,8 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils.hub_utils import MODEL_CARD_TEMPLATE_PATH, load_or_create_model_card, populate_model_card
-from huggingface_hub import ModelCard, ModelCardData, create_repo
+from huggingface_hub import ModelCard, ModelCardData, create_repo, snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError
 from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from .generation import VCQMask, classifier_free_guidance
@@ -237,7 +238,20 @@ class VCQPipeline(DiffusionPipeline):
                 raise ValueError(f"Unknown class name {name!r}.{hint} Known names: {shown}{more}.")
         return ids
 
-    def _resolve_class_labels(self, class_labels: int | str | Sequence[int | str] | torch.Tensor) -> list[int]:
+    def resolve_class_labels(self, class_labels: int | str | Sequence[int | str] | torch.Tensor) -> list[int]:
+        r"""
+        Class ids of `class_labels` as `__call__` reads them: ids, names (via [`~VCQPipeline.get_label_ids`]) or a
+        mix; a string is one name.
+
+        Args:
+            class_labels (`int`, `str`, `list[int | str]` or `torch.Tensor`): the classes.
+
+        Returns:
+            `list[int]`: class ids in `[0, num_classes)`.
+
+        Raises:
+            `ValueError`: for an unknown name, an id outside `[0, num_classes)`, a value of another type, or no label.
+        """
         if isinstance(class_labels, torch.Tensor):
             class_labels = class_labels.reshape(-1).tolist()
         if isinstance(class_labels, (int, str)):
@@ -443,7 +457,7 @@ class VCQPipeline(DiffusionPipeline):
             output_type,
             callback_on_step_end_tensor_inputs,
         )
-        labels = self._resolve_class_labels(class_labels)
+        labels = self.resolve_class_labels(class_labels)
         labels = [label for label in labels for _ in range(num_images_per_class)]
         batch_size = len(labels)
         device = self._execution_device
@@ -550,17 +564,21 @@ class VCQPipeline(DiffusionPipeline):
         Returns:
             `str`: the local snapshot folder.
         """
-        from huggingface_hub import snapshot_download
-
-        return snapshot_download(
-            pretrained_model_name,
-            cache_dir=kwargs.get("cache_dir"),
-            force_download=bool(kwargs.get("force_download", False)),
-            local_files_only=bool(kwargs.get("local_files_only") or False),
-            token=kwargs.get("token"),
-            revision=kwargs.get("revision"),
-            allow_patterns=list(HUB_ALLOW_PATTERNS),
-        )
+        try:
+            return snapshot_download(
+                pretrained_model_name,
+                cache_dir=kwargs.get("cache_dir"),
+                force_download=bool(kwargs.get("force_download", False)),
+                local_files_only=bool(kwargs.get("local_files_only") or False),
+                token=kwargs.get("token"),
+                revision=kwargs.get("revision"),
+                allow_patterns=list(HUB_ALLOW_PATTERNS),
+            )
+        except LocalEntryNotFoundError as err:
+            raise LocalEntryNotFoundError(
+                f"Cannot load VCQPipeline {pretrained_model_name!r}: it is not a local folder and no complete copy is "
+                f"in the Hugging Face cache, and the Hub cannot be reached ({err})"
+            ) from err
 
     def create_model_card(
         self,
