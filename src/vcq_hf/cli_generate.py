@@ -189,7 +189,7 @@ def make_grid(
     text_height = max(measure.textbbox((0, 0), label, font=font)[3] for label in row_labels)
     label_width = text_width + 2 * padding
     columns = max(len(row) for row in rows)
-    width = label_width + columns * (cell_size + padding) + padding
+    width = label_width + columns * (cell_size + padding)
     height = len(rows) * (cell_size + padding) + padding
     grid = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(grid)
@@ -228,7 +228,7 @@ def run_cli(args: argparse.Namespace) -> int:
     except OSError as err:
         raise OSError(f"Could not load --model {model!r}: {err}") from err
     pipe = pipe.to(args.device)
-    pipe.set_progress_bar_config(disable=args.quiet, desc="vcq generate", leave=False)
+    pipe.set_progress_bar_config(disable=args.quiet, desc="vcq generate")
 
     labels = parse_class_labels(args.class_labels, pipe.num_classes)
     label_ids = pipe.resolve_class_labels(labels)  # names -> ids; unknown names and bad ids raise ValueError
