@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 # command name -> (module, one-line help). Keep sorted by name.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "analyze": ("vcq_hf.analysis.cli", "Analyse extracted codes: entropy cliff (entropy) and linear probe (probe)."),
     "data": ("vcq_hf.data", "Build real offline image data sets (Fashion-MNIST, emoji, digits)."),
     "generate": (
         "vcq_hf.cli_generate",
