@@ -269,7 +269,9 @@ def main(args: argparse.Namespace) -> VCQPipeline:
             if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
                 tu.save_checkpoint(accelerator, args, global_step)
 
-            if accelerator.is_main_process and global_step % args.validation_steps == 0:
+            # Under FSDP a forward pass is collective, so rank-0-only sampling would hang: sample at the end only.
+            sample_now = global_step % args.validation_steps == 0 and not tu.uses_sharded_states(accelerator)
+            if accelerator.is_main_process and sample_now:
                 log_samples(accelerator, args, pipeline, ema, unwrapped, validation_classes, global_step)
 
             if global_step >= max_train_steps:

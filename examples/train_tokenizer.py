@@ -330,7 +330,11 @@ def measure_code_usage(model: VCQVQModel, dataset, batch_size: int, max_samples:
 def main(args: argparse.Namespace) -> VCQVQModel:
     start_time = time.time()
     accelerator = tu.create_accelerator(args)
-    tu.check_ema_supported(accelerator, args)
+    if tu.uses_sharded_states(accelerator):
+        raise ValueError(
+            "train_tokenizer.py supports single-device and DDP runs only (dead-code restarts edit the codebook in "
+            "place); tokenizers are small, use an accelerate config without FSDP/DeepSpeed."
+        )
 
     config, init_from = build_config(args)
     model = VCQVQModel.from_pretrained(init_from, config=config) if init_from else VCQVQModel(config)

@@ -613,12 +613,14 @@ def write_rank_report(
     accelerator: Accelerator, model: nn.Module, output_dir: str | os.PathLike, global_step: int
 ) -> Path:
     """Every rank writes `logs/rank-<k>.json` (world size, step, SHA-256 of its weights), so a multi-process run can
-    be checked to be one data-parallel run: all ranks report the same world size and identical weights."""
+    be checked to be one data-parallel run: all ranks report the same world size and, under DDP, identical weights
+    (under FSDP each rank hashes its own shard)."""
     import hashlib
 
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
+        tensor = tensor.to_local() if hasattr(tensor, "to_local") else tensor  # FSDP2 DTensor: this rank's shard
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     path = Path(output_dir) / "logs" / f"rank-{accelerator.process_index}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
