@@ -476,3 +476,15 @@ def test_push_to_hub_uploads_folder_with_card(pipe, tmp_path, monkeypatch):
     assert uploaded["repo_id"] == "me/vcq-tiny"
     assert "model_index.json" in uploaded["files"] and "README.md" in uploaded["files"]
     assert "VCQPipeline.from_pretrained" in uploaded["readme"] and "vcq" in uploaded["readme"]
+
+
+def test_call_docstring_example_runs():
+    import doctest
+
+    finder = doctest.DocTestFinder()
+    tests = finder.find(VCQPipeline.__call__, "VCQPipeline.__call__", globs={})
+    assert tests and tests[0].examples, "the __call__ docstring has an example"
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for test in tests:
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0

@@ -11,6 +11,7 @@ from .generation import VCQMask
 from .image_processing_vcq import VCQImageProcessor
 from .modeling_vcq import VCQForCausalLM
 from .modeling_vcq_vq import VCQVQDecoderOutput, VCQVQEncoderOutput, VCQVQModel, VCQVQModelOutput
+from .pipeline_vcq import VCQPipeline, VCQPipelineOutput
 from .quantizer import QuantizerOutput, VariableCodebookQuantizer
 from .schedules import SCHEDULE_KINDS, capacity_bits, cliff_position, codebook_sizes
 

@@ -24,6 +24,7 @@ import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline, ImagePipelineOutput
+from diffusers.utils import replace_example_docstring
 from diffusers.utils.hub_utils import MODEL_CARD_TEMPLATE_PATH, load_or_create_model_card, populate_model_card
 from huggingface_hub import ModelCard, ModelCardData, create_repo, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
@@ -64,6 +65,7 @@ EXAMPLE_DOC_STRING = """
     >>> output = pipe(class_labels=["cat", "fish"], guidance_scale=4.0, generator=torch.manual_seed(0))
     >>> len(output.images), output.codes.shape  # PIL images, and the (batch, T) codes they decode
     (2, torch.Size([2, 5]))
+
     ```
 """
 
@@ -348,20 +350,28 @@ class VCQPipeline(DiffusionPipeline):
         do_sample: bool,
         generator: torch.Generator | list[torch.Generator] | None,
     ) -> torch.LongTensor:
-        """One token per row of `scores` (B, V): argmax, or a draw from softmax(scores) with the generator(s)."""
+        """One token per row of `scores` (B, V): argmax, or a draw from softmax(scores) with the generator(s).
+
+        A draw happens on its generator's device (a CPU generator on a CUDA pipeline samples on the CPU), so a seed
+        gives the same draws whatever the device the model runs on.
+        """
         if not do_sample:
             return scores.argmax(dim=-1)
         probs = torch.softmax(scores.float(), dim=-1)  # (B, V)
+
+        def draw(rows: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+            if gen is not None and gen.device != rows.device:
+                return torch.multinomial(rows.to(gen.device), 1, generator=gen).to(rows.device)
+            return torch.multinomial(rows, 1, generator=gen)
+
         if isinstance(generator, list):
             # Row i draws only from generator i: image i does not depend on what else is in the batch.
-            return torch.cat(
-                [torch.multinomial(probs[i : i + 1], 1, generator=gen) for i, gen in enumerate(generator)]
-            ).view(-1)
-        return torch.multinomial(probs, 1, generator=generator).view(-1)
+            return torch.cat([draw(probs[i : i + 1], gen) for i, gen in enumerate(generator)]).view(-1)
+        return draw(probs, generator).view(-1)
 
     @staticmethod
     def _check_generator(
-        generator: torch.Generator | list[torch.Generator] | None, batch_size: int, device: torch.device
+        generator: torch.Generator | list[torch.Generator] | None, batch_size: int
     ) -> torch.Generator | list[torch.Generator] | None:
         gens = generator if isinstance(generator, list) else [generator]
         if isinstance(generator, list) and len(generator) != batch_size:
@@ -372,14 +382,10 @@ class VCQPipeline(DiffusionPipeline):
         for gen in gens:
             if gen is not None and not isinstance(gen, torch.Generator):
                 raise ValueError(f"generator must be a torch.Generator or a list of them, got {type(gen).__name__}.")
-            if gen is not None and gen.device.type != device.type:
-                raise ValueError(
-                    f"A generator on device {gen.device} cannot sample on {device}; create it with "
-                    f"torch.Generator(device='{device.type}')."
-                )
         return generator
 
     @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
     def __call__(
         self,
         class_labels: int | str | Sequence[int | str] | torch.Tensor,
@@ -439,6 +445,8 @@ class VCQPipeline(DiffusionPipeline):
             callback_on_step_end_tensor_inputs (`list[str]`, *optional*, defaults to `None`):
                 The tensors passed to the callback, a subset of `["codes", "logits"]`; `None` means `["codes"]`.
 
+        Examples:
+
         Returns:
             [`VCQPipelineOutput`] or `tuple`: the images (see `output_type`) and the `(B, T)` codes; a tuple
             `(images, codes)` when `return_dict=False`.
@@ -461,7 +469,7 @@ class VCQPipeline(DiffusionPipeline):
         labels = [label for label in labels for _ in range(num_images_per_class)]
         batch_size = len(labels)
         device = self._execution_device
-        generator = self._check_generator(generator, batch_size, device)
+        generator = self._check_generator(generator, batch_size)
 
         config = self.transformer.config
         num_positions = config.num_image_tokens
