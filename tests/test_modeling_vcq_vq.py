@@ -126,6 +126,17 @@ def test_config_validation(overrides, message):
         tester.get_config(**overrides)
 
 
+def test_attributes_set_after_construction_are_checked_before_building(tmp_path):
+    tester.get_config().save_pretrained(tmp_path)
+    config = VCQVQConfig.from_pretrained(tmp_path, num_tokens=6)  # overrides are set without running __init__
+    with pytest.raises(ValueError, match="codebook_sizes has 5 entries but num_tokens is 6"):
+        VCQVQModel(config)
+    config = tester.get_config()
+    config.patch_size = 5
+    with pytest.raises(ValueError, match="patch_size = 5 must divide image_size = 12"):
+        config.verify()
+
+
 # ---------------------------------------------------------------------------------------------------------- model
 
 

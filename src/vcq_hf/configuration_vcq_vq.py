@@ -13,6 +13,20 @@ from .schedules import codebook_sizes as schedule_codebook_sizes
 
 
 RECONSTRUCTION_LOSS_TYPES: tuple[str, ...] = ("mse", "l1")
+_INT_FIELDS: tuple[str, ...] = (
+    "image_size",
+    "num_channels",
+    "patch_size",
+    "num_tokens",
+    "encoder_hidden_size",
+    "encoder_num_layers",
+    "encoder_num_heads",
+    "decoder_hidden_size",
+    "decoder_num_layers",
+    "decoder_num_heads",
+    "codebook_size",
+    "codebook_dim",
+)
 
 
 def _check_int(name: str, value: Any, minimum: int = 1) -> None:
@@ -168,76 +182,6 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
         quantizer_loss_weight: float = 1.0,
         **kwargs: Any,
     ):
-        # Validate everything before touching the base class, so a bad config never half-exists.
-        for name, value in [
-            ("image_size", image_size),
-            ("num_channels", num_channels),
-            ("patch_size", patch_size),
-            ("num_tokens", num_tokens),
-            ("encoder_hidden_size", encoder_hidden_size),
-            ("encoder_num_layers", encoder_num_layers),
-            ("encoder_num_heads", encoder_num_heads),
-            ("decoder_hidden_size", decoder_hidden_size),
-            ("decoder_num_layers", decoder_num_layers),
-            ("decoder_num_heads", decoder_num_heads),
-            ("codebook_size", codebook_size),
-            ("codebook_dim", codebook_dim),
-        ]:
-            _check_int(name, value)
-        if image_size % patch_size != 0:
-            raise ValueError(
-                f"patch_size = {patch_size} must divide image_size = {image_size} "
-                f"(image_size % patch_size = {image_size % patch_size})."
-            )
-        for part, hidden, heads in [
-            ("encoder", encoder_hidden_size, encoder_num_heads),
-            ("decoder", decoder_hidden_size, decoder_num_heads),
-        ]:
-            if hidden % heads != 0:
-                raise ValueError(
-                    f"{part}_num_heads = {heads} must divide {part}_hidden_size = {hidden} "
-                    f"({hidden} % {heads} = {hidden % heads})."
-                )
-        _check_float("mlp_ratio", mlp_ratio, strict=True)
-        if round(encoder_hidden_size * mlp_ratio) < 1 or round(decoder_hidden_size * mlp_ratio) < 1:
-            raise ValueError(f"mlp_ratio = {mlp_ratio} is too small: the MLP width rounds to 0.")
-        _check_float("layer_norm_eps", layer_norm_eps, strict=True)
-        _check_float("initializer_range", initializer_range, strict=True)
-        _check_int("k_min", k_min)
-        if k_min > codebook_size:
-            raise ValueError(f"k_min = {k_min} is out of range: it must be in [1, codebook_size = {codebook_size}].")
-        if schedule not in SCHEDULE_KINDS:
-            raise ValueError(f"schedule = {schedule!r} is not a schedule kind; expected one of {SCHEDULE_KINDS}.")
-        if ramp_length is not None:
-            _check_int("ramp_length", ramp_length)
-            if ramp_length > num_tokens:
-                raise ValueError(
-                    f"ramp_length = {ramp_length} is out of range: it must be in [1, num_tokens = {num_tokens}]."
-                )
-        if codebook_sizes is None:
-            sizes = schedule_codebook_sizes(num_tokens, k_min, codebook_size, schedule, ramp_length)
-        else:
-            sizes = validate_codebook_sizes(codebook_sizes, num_tokens=num_tokens, k_min=1, k_max=codebook_size)
-            if sizes[-1] != codebook_size:
-                raise ValueError(
-                    f"codebook_sizes[-1] = {sizes[-1]} must equal codebook_size = {codebook_size} (K_max, the size of "
-                    "the shared codebook); set codebook_size to the largest entry of codebook_sizes."
-                )
-        if not isinstance(use_l2_norm, bool):
-            raise ValueError(f"use_l2_norm = {use_l2_norm!r} must be a bool.")
-        _check_float("commitment_weight", commitment_weight)
-        _check_float("entropy_weight", entropy_weight)
-        _check_float("entropy_temperature", entropy_temperature, strict=True)
-        _check_float("usage_decay", usage_decay)
-        if usage_decay >= 1.0:
-            raise ValueError(f"usage_decay = {usage_decay} is out of range: it must be in [0, 1).")
-        if reconstruction_loss_type not in RECONSTRUCTION_LOSS_TYPES:
-            raise ValueError(
-                f"reconstruction_loss_type = {reconstruction_loss_type!r} is not supported; expected one of "
-                f"{RECONSTRUCTION_LOSS_TYPES}."
-            )
-        _check_float("quantizer_loss_weight", quantizer_loss_weight)
-
         self.image_size = image_size
         self.num_channels = num_channels
         self.patch_size = patch_size
@@ -248,23 +192,88 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
         self.decoder_hidden_size = decoder_hidden_size
         self.decoder_num_layers = decoder_num_layers
         self.decoder_num_heads = decoder_num_heads
-        self.mlp_ratio = float(mlp_ratio)
-        self.layer_norm_eps = float(layer_norm_eps)
-        self.initializer_range = float(initializer_range)
+        self.mlp_ratio = mlp_ratio
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
         self.codebook_size = codebook_size
         self.codebook_dim = codebook_dim
         self.k_min = k_min
         self.schedule = schedule
         self.ramp_length = ramp_length
-        self.codebook_sizes = list(sizes)
+        self.codebook_sizes = codebook_sizes
         self.use_l2_norm = use_l2_norm
-        self.commitment_weight = float(commitment_weight)
-        self.entropy_weight = float(entropy_weight)
-        self.entropy_temperature = float(entropy_temperature)
-        self.usage_decay = float(usage_decay)
+        self.commitment_weight = commitment_weight
+        self.entropy_weight = entropy_weight
+        self.entropy_temperature = entropy_temperature
+        self.usage_decay = usage_decay
         self.reconstruction_loss_type = reconstruction_loss_type
-        self.quantizer_loss_weight = float(quantizer_loss_weight)
+        self.quantizer_loss_weight = quantizer_loss_weight
+        self.verify()
         super().__init__(**kwargs)
+
+    def verify(self) -> None:
+        """Check every field and derive `codebook_sizes` from the schedule fields when it is `None`.
+
+        Runs at construction; run it again after setting attributes directly (as `from_pretrained(path, **overrides)`
+        does), which bypasses `__init__`. `VCQVQModel` calls it before building its layers.
+
+        Raises:
+            `ValueError`: naming the bad value and the allowed range.
+        """
+        for name in _INT_FIELDS:
+            _check_int(name, getattr(self, name))
+        image_size, patch_size, num_tokens = self.image_size, self.patch_size, self.num_tokens
+        if image_size % patch_size != 0:
+            raise ValueError(
+                f"patch_size = {patch_size} must divide image_size = {image_size} "
+                f"(image_size % patch_size = {image_size % patch_size})."
+            )
+        for part in ("encoder", "decoder"):
+            hidden, heads = getattr(self, f"{part}_hidden_size"), getattr(self, f"{part}_num_heads")
+            if hidden % heads != 0:
+                raise ValueError(
+                    f"{part}_num_heads = {heads} must divide {part}_hidden_size = {hidden} "
+                    f"({hidden} % {heads} = {hidden % heads})."
+                )
+        _check_float("mlp_ratio", self.mlp_ratio, strict=True)
+        if min(self.encoder_hidden_size, self.decoder_hidden_size) * self.mlp_ratio < 0.5:
+            raise ValueError(f"mlp_ratio = {self.mlp_ratio} is too small: the MLP width rounds to 0.")
+        _check_float("layer_norm_eps", self.layer_norm_eps, strict=True)
+        _check_float("initializer_range", self.initializer_range, strict=True)
+        codebook_size, k_min, ramp_length = self.codebook_size, self.k_min, self.ramp_length
+        _check_int("k_min", k_min)
+        if k_min > codebook_size:
+            raise ValueError(f"k_min = {k_min} is out of range: it must be in [1, codebook_size = {codebook_size}].")
+        if self.schedule not in SCHEDULE_KINDS:
+            raise ValueError(f"schedule = {self.schedule!r} is not a schedule kind; expected one of {SCHEDULE_KINDS}.")
+        if ramp_length is not None:
+            _check_int("ramp_length", ramp_length)
+            if ramp_length > num_tokens:
+                raise ValueError(
+                    f"ramp_length = {ramp_length} is out of range: it must be in [1, num_tokens = {num_tokens}]."
+                )
+        if self.codebook_sizes is None:
+            sizes = schedule_codebook_sizes(num_tokens, k_min, codebook_size, self.schedule, ramp_length)
+        else:
+            sizes = validate_codebook_sizes(self.codebook_sizes, num_tokens=num_tokens, k_min=1, k_max=codebook_size)
+            if sizes[-1] != codebook_size:
+                raise ValueError(
+                    f"codebook_sizes[-1] = {sizes[-1]} must equal codebook_size = {codebook_size} (K_max, the size of "
+                    "the shared codebook); set codebook_size to the largest entry of codebook_sizes."
+                )
+        if not isinstance(self.use_l2_norm, bool):
+            raise ValueError(f"use_l2_norm = {self.use_l2_norm!r} must be a bool.")
+        for name in ("commitment_weight", "entropy_weight", "usage_decay", "quantizer_loss_weight"):
+            _check_float(name, getattr(self, name))
+        _check_float("entropy_temperature", self.entropy_temperature, strict=True)
+        if self.usage_decay >= 1.0:
+            raise ValueError(f"usage_decay = {self.usage_decay} is out of range: it must be in [0, 1).")
+        if self.reconstruction_loss_type not in RECONSTRUCTION_LOSS_TYPES:
+            raise ValueError(
+                f"reconstruction_loss_type = {self.reconstruction_loss_type!r} is not supported; expected one of "
+                f"{RECONSTRUCTION_LOSS_TYPES}."
+            )
+        self.codebook_sizes = list(sizes)
 
     @property
     def num_patches(self) -> int:

@@ -210,7 +210,7 @@ class VCQVQPreTrainedModel(PreTrainedModel):
     config: VCQVQConfig
     base_model_prefix = "vcq_vq"
     main_input_name = "pixel_values"
-    input_modalities = ("image",)
+    input_modalities = "image"
     _no_split_modules = ["VCQVQLayer"]
 
     @torch.no_grad()
@@ -252,6 +252,7 @@ class VCQVQModel(VCQVQPreTrainedModel):
     """
 
     def __init__(self, config: VCQVQConfig):
+        config.verify()  # attributes set after construction (e.g. from_pretrained overrides) bypass __init__
         super().__init__(config)
         self.encoder = VCQVQEncoder(config)
         self.quantizer = VariableCodebookQuantizer(
