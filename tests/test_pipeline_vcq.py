@@ -488,3 +488,16 @@ def test_call_docstring_example_runs():
     for test in tests:
         runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
+
+
+def test_model_cpu_offload_hooks_give_the_same_codes(pipe):
+    # No accelerator in CI: accelerate's hooks are attached with device="cpu", which exercises the offload sequence,
+    # `_execution_device` and `maybe_free_model_hooks` (on a GPU the same call moves each model in turn).
+    offloaded = VCQPipeline(**get_dummy_components())
+    offloaded.set_progress_bar_config(disable=True)
+    offloaded.enable_model_cpu_offload(device="cpu")
+    for _ in range(2):  # the hooks are re-armed by maybe_free_model_hooks at the end of each call
+        out = offloaded(class_labels=[0, 2], guidance_scale=3.0, do_sample=False, output_type="pt")
+        reference = pipe(class_labels=[0, 2], guidance_scale=3.0, do_sample=False, output_type="pt")
+        assert torch.equal(out.codes, reference.codes)
+        torch.testing.assert_close(out.images, reference.images)
