@@ -467,3 +467,18 @@ def test_training_tiny_on_real_images_reduces_reconstruction_error():
     assert end < 0.4 * start, (start, end)
     assert end < 0.6 * mean_image_error, (mean_image_error, end)
     assert (model.encode(pixel_values).codes_used > 1).sum() >= 3
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from vcq_hf import configuration_vcq_vq, image_processing_vcq, modeling_vcq_vq
+
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    examples = 0
+    for module in (configuration_vcq_vq, modeling_vcq_vq, image_processing_vcq):
+        for test in doctest.DocTestFinder().find(module):
+            examples += len(test.examples)
+            runner.run(test)
+    assert examples >= 10
+    assert runner.summarize(verbose=False).failed == 0

@@ -93,6 +93,7 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
     >>> config.codebook_sizes
     [3, 6, 11, 20, 37]
     >>> model = VCQVQModel(config)
+
     ```
     """
 

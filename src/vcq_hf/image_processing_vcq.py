@@ -77,6 +77,7 @@ class VCQImageProcessor(BaseImageProcessor):
     >>> pixel_values.shape, float(pixel_values.min()) >= -1.0
     (torch.Size([1, 3, 32, 32]), True)
     >>> images = processor.postprocess(pixel_values, output_type="pil")
+
     ```
     """
 

@@ -248,6 +248,7 @@ class VCQVQModel(VCQVQPreTrainedModel):
     >>> model = VCQVQModel(VCQVQConfig.from_preset("tiny")).eval()
     >>> codes = model.encode(torch.rand(2, 3, 12, 12) * 2 - 1).codes  # (2, 5), codes[:, t] < K_t
     >>> images = model.decode(codes).sample  # (2, 3, 12, 12) in [-1, 1]
+
     ```
     """
 
@@ -373,6 +374,7 @@ class VCQVQModel(VCQVQPreTrainedModel):
         >>> model = VCQVQModel(VCQVQConfig.from_preset("tiny"))
         >>> output = model(torch.rand(4, 3, 12, 12) * 2 - 1)
         >>> output.loss.backward()
+
         ```
         """
         encoded = self.encode(pixel_values)
