@@ -34,6 +34,7 @@ import difflib
 import functools
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -562,6 +563,17 @@ def encode_png(array: np.ndarray, compress_level: int = 6) -> bytes:
     )
 
 
+def _as_rgb_png(png: bytes) -> bytes:
+    """The PNG itself if it is 8-bit RGB already (emoji), else re-encoded as RGB (gray Fashion-MNIST, digits)."""
+    from PIL import Image
+
+    # IHDR follows the 8-byte signature: length, "IHDR", width, height, bit depth (byte 24), colour type (byte 25).
+    if png[:8] == b"\x89PNG\r\n\x1a\n" and png[24] == 8 and png[25] == 2:
+        return png
+    with Image.open(io.BytesIO(png)) as image:
+        return encode_png(np.asarray(image.convert("RGB")))
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Cache
 # ----------------------------------------------------------------------------------------------------------------------
@@ -795,6 +807,7 @@ def build_imagefolder(
     if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"output_dir {output_dir} is not empty; pass overwrite=True (--overwrite) to replace.")
 
+    import datasets
     from tqdm.auto import tqdm
 
     split_info: dict[str, Any] = {}
@@ -810,8 +823,10 @@ def build_imagefolder(
             (split_dir / folder).mkdir(parents=True, exist_ok=True)
         width = max(5, len(str(len(dataset) - 1)))
         labels = np.asarray(dataset["label"])
-        for row, example in enumerate(tqdm(dataset, desc=f"writing {split}", disable=None)):
-            example["image"].save(split_dir / folders[example["label"]] / f"{row:0{width}d}.png", format="PNG")
+        stored = dataset.cast_column("image", datasets.Image(decode=False))
+        for row, example in enumerate(tqdm(stored, desc=f"writing {split}", disable=None)):
+            path = split_dir / folders[example["label"]] / f"{row:0{width}d}.png"
+            path.write_bytes(_as_rgb_png(example["image"]["bytes"]))
         counts = np.bincount(labels, minlength=len(class_names)).tolist()
         split_info[split] = {"num_images": len(dataset), "per_class": dict(zip(class_names, counts))}
         # Empty class folders are invisible to imagefolder; drop them so the layout holds only images.
