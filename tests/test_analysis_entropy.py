@@ -66,14 +66,17 @@ def test_cliff_matches_prediction_on_enumerated_prefixes():
     np.testing.assert_array_equal(profile.distinct_prefixes[9:], [1024] * 7)
 
 
-@pytest.mark.parametrize("stop_when_unique", [True, False])
-def test_matches_brute_force_on_random_codes(stop_when_unique):
+@pytest.mark.parametrize("prune_unique", [True, False])
+def test_matches_brute_force_on_random_codes(prune_unique):
     rng = np.random.default_rng(2)
     # Few distinct values per position so that prefixes collide for a while; large values exercise the sort path.
     codes = rng.integers(0, 3, size=(300, 9))
     codes[:, 4] *= 100_000
-    result = analyze_entropy(codes, stop_when_unique=stop_when_unique).conditional_entropy
-    np.testing.assert_allclose(result, brute_force_conditional_entropy(codes), atol=1e-10)
+    codes[250:] = codes[:50]  # exact duplicates never become unique: pruning must keep them to the end
+    result = analyze_entropy(codes, prune_unique=prune_unique)
+    np.testing.assert_allclose(result.conditional_entropy, brute_force_conditional_entropy(codes), atol=1e-10)
+    distinct = [len({tuple(row[: t + 1]) for row in codes.tolist()}) for t in range(codes.shape[1])]
+    np.testing.assert_array_equal(result.distinct_prefixes, distinct)
 
 
 def test_accepts_torch_tensors_and_memmaps(tmp_path):

@@ -14,9 +14,10 @@ after which the next token is (nearly) determined; it is directly comparable wit
 number of leading tokens whose capacity reaches log2 N.
 
 The computation is incremental: every sequence carries the integer id of its prefix; at step t the pair
-(prefix id, x_t) is relabelled into the new prefix id with one sort (`np.unique`), and the joint entropy is read from
-the counts of the new ids. Time O(N T log N), memory O(N) (a few int64 arrays of length N; the code matrix itself is
-read one column at a time, and may be a memory map).
+(prefix id, x_t) is relabelled into the new prefix id with one sort (`np.unique`, or counting when the key range is
+small), and the joint entropy is read from the counts of the new ids. Time O(N T log N), memory O(N) (a few int64
+arrays of length N; the code matrix itself is read one column at a time, and may be a memory map). Sequences whose
+prefix is already unique are dropped from later steps (they stay unique), so past the cliff only duplicates cost.
 """
 
 from __future__ import annotations
@@ -140,40 +141,56 @@ class EntropyProfile:
         )
 
 
-def _prefix_entropy_profile(codes: np.ndarray, stop_when_unique: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Joint entropies H(x_<=t) and distinct-prefix counts for t = 0..T-1, by incremental prefix relabelling."""
+def _relabel(prefix_ids: np.ndarray, column: np.ndarray, num_prefixes: int) -> tuple[np.ndarray, np.ndarray]:
+    """New prefix ids for the pairs (prefix id, code) and the count of each new id (ids in sorted key order)."""
+    radix = int(column.max()) + 1
+    key_range = num_prefixes * radix
+    if key_range >= 2**62:
+        raise ValueError(f"codes up to {radix - 1} with {num_prefixes} prefixes overflow the int64 prefix key.")
+    keys = prefix_ids * radix + column  # (A,) int64, one key per (prefix, x_t) pair
+    if key_range <= max(4 * keys.shape[0], 1 << 16):
+        # Dense key range: counting instead of sorting, O(A + range).
+        all_counts = np.bincount(keys, minlength=key_range)
+        present = all_counts > 0
+        return (np.cumsum(present) - 1)[keys], all_counts[present]
+    _, new_ids, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    return new_ids.reshape(-1).astype(np.int64, copy=False), counts
+
+
+def _prefix_entropy_profile(codes: np.ndarray, prune_unique: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Joint entropies H(x_<=t) and distinct-prefix counts for t = 0..T-1, by incremental prefix relabelling.
+
+    With `prune_unique`, a sequence whose prefix is already unique (a group of one) is dropped from later steps: it
+    stays a group of one, adds one distinct prefix and nothing to sum c log2 c. Only sequences that still share
+    their prefix are relabelled, so the cost after the cliff is proportional to the duplicates that remain.
+    """
     num_sequences, num_tokens = codes.shape
-    joint = np.zeros(num_tokens)
-    distinct = np.zeros(num_tokens, dtype=np.int64)
+    log2_n = math.log2(num_sequences)
+    joint = np.full(num_tokens, log2_n)
+    distinct = np.full(num_tokens, num_sequences, dtype=np.int64)
+    active = None  # row indices still sharing a prefix; None = all rows
     prefix_ids = np.zeros(num_sequences, dtype=np.int64)
     num_prefixes = 1
-    max_entropy = math.log2(num_sequences)
+    settled = 0  # sequences already in a group of one (only counted when pruning)
     for t in range(num_tokens):
-        column = np.asarray(codes[:, t], dtype=np.int64)
-        high = int(column.max())
-        # (prefix id, x_t) -> one int64 key; ids < N and codes < 2^31 keep it far from overflow when N * K < 2^63.
-        radix = high + 1
-        if num_prefixes * radix >= 2**62:
-            raise ValueError(f"codes[:, {t}] up to {high} with {num_prefixes} prefixes overflows the int64 key.")
-        keys = prefix_ids * radix + column
-        key_range = num_prefixes * radix
-        if key_range <= 4 * num_sequences:
-            # Dense key range: counting instead of sorting, O(N) time and memory.
-            all_counts = np.bincount(keys, minlength=key_range)
-            present = all_counts > 0
-            prefix_ids = (np.cumsum(present) - 1)[keys]
-            counts = all_counts[present]
-        else:
-            _, prefix_ids, counts = np.unique(keys, return_inverse=True, return_counts=True)
-            prefix_ids = prefix_ids.reshape(-1).astype(np.int64, copy=False)
-        num_prefixes = counts.shape[0]
-        distinct[t] = num_prefixes
-        joint[t] = _entropy_bits(counts, num_sequences) if num_prefixes < num_sequences else max_entropy
-        if stop_when_unique and num_prefixes == num_sequences:
-            # Every prefix is unique: H(x_<=s) = log2 N and the count stays N for all s >= t.
-            joint[t + 1 :] = max_entropy
-            distinct[t + 1 :] = num_sequences
-            break
+        column = np.asarray(codes[:, t] if active is None else codes[active, t], dtype=np.int64)
+        new_ids, counts = _relabel(prefix_ids, column, num_prefixes)
+        shared = counts > 1
+        # H(x_<=t) = log2 N - (1/N) sum_groups c log2 c; groups of one contribute 0.
+        joint[t] = log2_n - float((counts[shared] * np.log2(counts[shared])).sum()) / num_sequences
+        distinct[t] = settled + counts.shape[0]
+        if not prune_unique:
+            prefix_ids, num_prefixes = new_ids, counts.shape[0]
+            continue
+        settled += int(counts.shape[0] - shared.sum())
+        keep = shared[new_ids]
+        if not keep.any():
+            break  # every prefix is unique: the defaults (log2 N, N) hold for all later positions
+        compact = np.cumsum(shared) - 1
+        prefix_ids, num_prefixes = compact[new_ids[keep]], int(shared.sum())
+        if not keep.all():
+            rows = np.nonzero(keep)[0]
+            active = rows if active is None else active[rows]
     return joint, distinct
 
 
@@ -182,7 +199,7 @@ def analyze_entropy(
     codebook_sizes: Sequence[int] | None = None,
     num_samples: int | None = None,
     threshold: float = DEFAULT_CLIFF_THRESHOLD,
-    stop_when_unique: bool = True,
+    prune_unique: bool = True,
 ) -> EntropyProfile:
     """Per-position conditional entropy, distinct prefixes and observed/predicted entropy cliff of a code set.
 
@@ -194,8 +211,9 @@ def analyze_entropy(
         num_samples (`int`, *optional*): N for the predicted cliff (e.g. the number of training images when the
             codes include flipped copies); defaults to the number of sequences.
         threshold (`float`, *optional*, defaults to 0.05): bits below which H_t counts as the cliff.
-        stop_when_unique (`bool`, *optional*, defaults to `True`): once every prefix is unique, fill the remaining
-            positions (H_t = 0) without further sorting. The result is identical either way.
+        prune_unique (`bool`, *optional*, defaults to `True`): drop a sequence from later steps once its prefix is
+            unique (it can only stay unique), so work after the cliff scales with the remaining duplicates. The
+            result is identical either way; `False` relabels all N sequences at every position.
 
     Returns:
         `EntropyProfile`.
@@ -223,7 +241,7 @@ def analyze_entropy(
     elif isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples = {num_samples!r} is out of range: it must be an integer >= 1.")
 
-    joint, distinct = _prefix_entropy_profile(codes, stop_when_unique)
+    joint, distinct = _prefix_entropy_profile(codes, prune_unique)
     conditional = np.diff(joint, prepend=0.0)
     conditional[np.abs(conditional) < 1e-12] = 0.0  # exact zeros where the joint entropy is unchanged
     below = np.nonzero(conditional < threshold)[0]
