@@ -61,6 +61,7 @@ class VCQMask(LogitsProcessor):
     >>> mask = VCQMask(codebook_sizes=[2, 4, 8], prompt_length=1)
     >>> mask(torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 10))
     tensor([[0., 0., 0., 0., -inf, -inf, -inf, -inf, -inf, -inf]])
+
     ```
     """
 

@@ -144,12 +144,7 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
             `ValueError`: naming the first offending entry and its allowed range.
         """
         config = self.config
-        length = past_length + input_ids.shape[-1]
-        if length > 1 + config.num_image_tokens:
-            raise ValueError(
-                f"{name} reaches sequence length {length}, but a VCQ sequence has at most 1 + num_image_tokens = "
-                f"{1 + config.num_image_tokens} tokens (class token + image tokens)."
-            )
+        self._check_sequence_length(past_length + input_ids.shape[-1], name)
         if input_ids.numel() == 0:
             return
         is_labels = name == "labels"
@@ -179,6 +174,13 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
                 f"{name}[{row}, {image_start + column}] = {int(image_ids[row, column])} is not a valid image code at "
                 f"image position {position}: allowed range [0, K_{position}) = [0, {int(limits[column])})"
                 + (" (or -100 to ignore)." if is_labels else ".")
+            )
+
+    def _check_sequence_length(self, length: int, name: str = "input_ids") -> None:
+        if length > 1 + self.config.num_image_tokens:
+            raise ValueError(
+                f"{name} reaches sequence length {length}, but a VCQ sequence has at most 1 + num_image_tokens = "
+                f"{1 + self.config.num_image_tokens} tokens (class token + image tokens)."
             )
 
     def _class_dropout(self, input_ids: torch.LongTensor) -> torch.LongTensor:
@@ -256,8 +258,8 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
         past_length = 0 if cache is None else cache.get_seq_length()
         if input_ids is not None and (past_length == 0 or labels is not None):
             self.check_input_ids(input_ids, past_length=past_length)
-        elif input_ids is not None and past_length + input_ids.shape[-1] > 1 + self.config.num_image_tokens:
-            self.check_input_ids(input_ids[:, :0], past_length=past_length + input_ids.shape[-1])
+        elif input_ids is not None:  # decoding step: tokens come from the (masked) sampler; check only the length
+            self._check_sequence_length(past_length + input_ids.shape[-1])
         if labels is not None:
             if past_length != 0:
                 raise ValueError(
@@ -342,7 +344,9 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
           to the *last prompt token*, i.e. the class token itself, and "guide" the model towards itself.) Given
           `negative_prompt_ids` of batch size `batch_size` are repeated for `num_return_sequences` / `num_beams`.
           Transformers combines the guidance first and runs user processors after it, so the mask acts on the
-          guided scores (no `-inf - -inf = NaN`).
+          guided scores (no `-inf - -inf = NaN`). Transformers' guidance runs the unconditional model unbatched,
+          one extra forward per step, and does not reorder its cache for beam search; `VCQPipeline` batches
+          cond/uncond instead.
 
         Args:
             inputs (`torch.LongTensor` of shape `(batch_size, 1 + k)`): the prompt.
