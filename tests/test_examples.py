@@ -193,6 +193,29 @@ def test_train_tokenizer_with_perceptual_and_discriminator(workspace, tmp_path):
     assert (out / "checkpoint-3" / "discriminator" / "model.safetensors").is_file()
 
 
+def test_train_tokenizer_resume_matches_uninterrupted_run(workspace, tmp_path):
+    # Random flips and dead-code restarts (every 2 steps) are seeded per step: a resumed run repeats them exactly.
+    common = ["--max_train_steps", "6", "--checkpointing_steps", "3", "--random_flip", "--dead_code_restart_steps",
+              "2", "--dead_code_threshold", "0.5", "--validation_steps", "100"]  # fmt: skip
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    train_tokenizer.main(train_tokenizer.parse_args(tokenizer_args(workspace["data"], full, *common)))
+    resumed.mkdir()
+    shutil.copytree(full / "checkpoint-3", resumed / "checkpoint-3")
+    AcceleratorState._reset_state(True)
+    train_tokenizer.main(
+        train_tokenizer.parse_args(
+            tokenizer_args(workspace["data"], resumed, *common, "--resume_from_checkpoint", "checkpoint-3")
+        )
+    )
+    restarts = [
+        r["usage/restarted_codes"] for r in read_jsonl(full / "logs" / "metrics.jsonl") if "usage/restarted_codes" in r
+    ]
+    assert sum(restarts) > 0  # the restart path really ran
+    a, b = state_of(full), state_of(resumed)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+
+
 # ---------------------------------------------------------------------------------------------------- codes
 
 
