@@ -322,6 +322,7 @@ def main(args: argparse.Namespace) -> VCQPipeline:
             training_args=tu.tracker_config(args),
             command=" ".join(["accelerate launch examples/train_ar.py", *sys.argv[1:]]),
             results=summary["final_logs"],
+            code_usage=tokenizer_code_usage(vq_model_path),
             sample_image="sample_grid.png",
             repo_id=args.hub_model_id,
         )
@@ -333,6 +334,15 @@ def main(args: argparse.Namespace) -> VCQPipeline:
     if accelerator.is_main_process:
         return final
     return None
+
+
+def tokenizer_code_usage(vq_model_path: str) -> dict | None:
+    """The per-position code usage train_tokenizer.py measured, if the tokenizer folder has its summary."""
+    path = Path(vq_model_path) / "training_summary.json"
+    if not path.is_file():
+        return None
+    with open(path) as f:
+        return json.load(f).get("code_usage")
 
 
 def log_samples(accelerator, args, pipeline, ema, model, class_ids, step) -> None:

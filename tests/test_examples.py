@@ -267,6 +267,7 @@ def test_train_ar_pipeline_and_sample(workspace, tmp_path):
     card = ModelCard.load(out / "README.md")
     assert card.data.pipeline_tag == "unconditional-image-generation" and card.data.library_name == "diffusers"
     assert "VCQPipeline.from_pretrained" in card.text and "digit" in card.text
+    assert "Code usage over" in card.text  # carried over from the tokenizer's training_summary.json
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["global_step"] == 4 and np.isfinite(summary["final_logs"]["loss"])
 
