@@ -117,15 +117,16 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
             k_min=3,
             schedule="log",
         ),
-        # The demo data (Fashion-MNIST, emoji, digits at 32x32 RGB): ~2.6M parameters, trains on 2 CPU cores.
+        # The demo data (Fashion-MNIST, emoji, digits at 32x32 RGB): ~1.7M parameters. 8x8 patches keep the
+        # sequence at 16 patches + 32 latents, 3x cheaper than 4x4 patches: ~70 train images/s per CPU core.
         "small-32px": dict(
             image_size=32,
-            patch_size=4,
+            patch_size=8,
             num_tokens=32,
-            encoder_hidden_size=160,
+            encoder_hidden_size=128,
             encoder_num_layers=4,
             encoder_num_heads=4,
-            decoder_hidden_size=160,
+            decoder_hidden_size=128,
             decoder_num_layers=4,
             decoder_num_heads=4,
             mlp_ratio=4.0,
