@@ -75,7 +75,7 @@ def test_config_schedule_kinds(kind):
 def test_presets():
     assert VCQVQConfig.list_presets() == ["imagenet-256", "small-32px", "tiny"]
     small = VCQVQConfig.from_preset("small-32px")
-    assert (small.image_size, small.patch_size, small.num_tokens, small.codebook_size) == (32, 4, 32, 1024)
+    assert (small.image_size, small.patch_size, small.num_tokens, small.codebook_size) == (32, 8, 32, 1024)
     assert small.codebook_sizes[0] == 2 and small.codebook_sizes[-1] == 1024 and 8 <= small.codebook_dim <= 16
     imagenet = VCQVQConfig.from_preset("imagenet-256")
     assert (imagenet.image_size, imagenet.patch_size, imagenet.num_tokens) == (256, 16, 256)
