@@ -129,6 +129,15 @@ def test_preset_parameter_counts(name, target, tolerance):
         assert config.vocab_size == 17385
 
 
+def test_preset_schedules_match_the_tokenizer_presets():
+    from vcq_hf import VCQVQConfig
+
+    small, imagenet = VCQVQConfig.from_preset("small-32px"), VCQVQConfig.from_preset("imagenet-256")
+    assert VCQConfig.from_preset("small").codebook_sizes == list(small.codebook_sizes)
+    for name in ("vcq-b", "vcq-l", "vcq-xl", "vcq-684m"):
+        assert VCQConfig.from_preset(name).codebook_sizes == list(imagenet.codebook_sizes), name
+
+
 def test_presets_have_llamagen_dimensions():
     dims = {
         name: (c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size)

@@ -36,8 +36,9 @@ def llamagen_intermediate_size(hidden_size: int, multiple_of: int = 256) -> int:
 
 
 def _imagenet_log_schedule() -> list[int]:
-    # T = 256, K_max = 16384: log2 K_t ramps linearly from K_min = 2 to K_max over the first 64 positions.
-    return list(make_codebook_sizes(256, 2, 16384, "log", ramp_length=64))
+    # T = 256, K_max = 16384: log2 K_t ramps linearly from K_min = 2 to K_max over all positions, as in the
+    # tokenizer's `imagenet-256` preset.
+    return list(make_codebook_sizes(256, 2, 16384, "log"))
 
 
 def _llamagen_preset(hidden_size: int, num_layers: int, num_heads: int) -> dict[str, Any]:
@@ -73,8 +74,9 @@ class VCQConfig(PresetMixin, LlamaConfig):
     | `vcq-xl` | 1280 | 36 | 20 | 3584 | 775.98M (LlamaGen GPT-XL) |
     | `vcq-684m` | 1280 | 32 | 20 | 3504 | 684.88M (the paper's model size: GPT-XL width, 32 layers, MLP 3504 = 16 * 219) |
 
-    The LlamaGen presets use LlamaGen's SwiGLU rule (`llamagen_intermediate_size`) and a log schedule from K_min = 2
-    reaching K_max at position 64; replace `codebook_sizes` with your tokenizer's (`from_vq_config` does that).
+    The LlamaGen presets use LlamaGen's SwiGLU rule (`llamagen_intermediate_size`). Every preset's schedule is the
+    log schedule from K_min = 2 to K_max over all T positions, the one of the tokenizer presets `small-32px` and
+    `imagenet-256`; for any other tokenizer take its schedule with `VCQConfig.from_vq_config(vq_config, preset=...)`.
 
     Args:
         codebook_size (`int`, *optional*, defaults to 16384):
@@ -128,7 +130,7 @@ class VCQConfig(PresetMixin, LlamaConfig):
             "num_hidden_layers": 4,
             "num_attention_heads": 4,
             "codebook_size": 1024,
-            "codebook_sizes": list(make_codebook_sizes(32, 2, 1024, "log", ramp_length=16)),
+            "codebook_sizes": list(make_codebook_sizes(32, 2, 1024, "log")),  # = VCQVQConfig "small-32px"
             "num_image_tokens": 32,
             "num_classes": 10,
             "class_dropout_prob": 0.1,
