@@ -2,10 +2,14 @@
 
 Trains `vcq_hf.metrics.fmnist_cnn.FashionMNISTCNN` on the official 60,000-image training split (read from the IDX
 files of the Debian package `dataset-fashion-mnist`, no network), reports accuracy on the 10,000-image test split and
-writes the weights as safetensors plus a JSON with the training record.
+writes the weights as safetensors plus a JSON with the training record and a sanity table of the metrics computed
+with the classifier's features (FID/KID/precision/recall/IS of 10,000 training images against the 10,000 test images,
+and of blurred, noisy and class-dropped versions: a usable feature space scores the first low and the others high).
 
     OMP_NUM_THREADS=2 python examples/train_fmnist_classifier.py \
         --output_file src/vcq_hf/metrics/fmnist_cnn.safetensors
+    # only the sanity table, for existing weights:
+    python examples/train_fmnist_classifier.py --output_file src/vcq_hf/metrics/fmnist_cnn.safetensors --sanity_only
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from vcq_hf.metrics import FashionMNISTFeatureExtractor, compute_generation_metrics
 from vcq_hf.metrics.fmnist_cnn import FMNIST_MEAN, FMNIST_STD, FashionMNISTCNN, load_fashion_mnist_arrays
 
 
@@ -35,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_train_samples", type=int, default=None, help="Truncate the training split (tests).")
     parser.add_argument("--max_eval_samples", type=int, default=None, help="Truncate the test split (tests).")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sanity_only", action="store_true", help="Skip training; sanity table for --output_file.")
+    parser.add_argument("--sanity_samples", type=int, default=10000, help="Images per set in the sanity table.")
     args = parser.parse_args(argv)
     if args.num_epochs < 1:
         raise ValueError(f"--num_epochs = {args.num_epochs} must be >= 1.")
@@ -69,7 +76,70 @@ def evaluate_accuracy(model: FashionMNISTCNN, x: torch.Tensor, y: torch.Tensor, 
     return correct / x.shape[0]
 
 
+def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
+    """uint8 (N, 28, 28) blurred with a (6 sigma + 1)-tap Gaussian, zero ("black") padding, back to uint8."""
+    radius = int(3 * sigma)
+    taps = torch.exp(-(torch.arange(-radius, radius + 1, dtype=torch.float32) ** 2) / (2 * sigma**2))
+    taps = taps / taps.sum()
+    x = torch.from_numpy(images.astype(np.float32)).unsqueeze(1)
+    x = F.conv2d(x, taps.view(1, 1, 1, -1), padding=(0, radius))
+    x = F.conv2d(x, taps.view(1, 1, -1, 1), padding=(radius, 0))
+    return x.squeeze(1).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def sanity_table(weights: str, data_dir: str | None, num_samples: int, seed: int) -> list[dict]:
+    """Metrics of perturbed sets against the test split, with the classifier as feature extractor."""
+    extractor = FashionMNISTFeatureExtractor(weights)
+    rng = np.random.default_rng(seed)
+    train_images, train_labels = load_fashion_mnist_arrays("train", data_dir)
+    test_images, _ = load_fashion_mnist_arrays("test", data_dir)
+    reference = test_images[:num_samples]
+    train_subset = train_images[rng.permutation(len(train_images))[:num_samples]]
+    noisy = np.clip(train_subset.astype(np.float32) + rng.normal(0, 0.1 * 255, train_subset.shape), 0, 255)
+    kept = np.nonzero(train_labels >= 3)[0]  # drop T-shirt/top, Trouser and Pullover
+    candidates = {
+        "train vs test": train_subset,
+        "train, Gaussian blur sigma=1": gaussian_blur(train_subset, 1.0),
+        "train, Gaussian noise std=0.1": noisy.round().astype(np.uint8),
+        "train, classes 0-2 dropped": train_images[rng.permutation(kept)[:num_samples]],
+        "train, only class 0 (T-shirt/top)": train_images[np.nonzero(train_labels == 0)[0][:num_samples]],
+    }
+    real_features, _ = extractor.extract(reference, batch_size=500)
+    rows = []
+    for name, images in candidates.items():
+        features, logits = extractor.extract(images, batch_size=500)
+        scores = compute_generation_metrics(
+            real_features, features, fake_logits=logits, extractor_name=extractor.name, seed=seed
+        )
+        rows.append({"set": name, **scores})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def format_sanity_table(rows: list[dict]) -> str:
+    name = "FMNIST-CNN"
+    num_real = int(rows[0]["num_real"]) if rows else 0
+    lines = [
+        f"| set ({int(rows[0]['num_fake']) if rows else 0} images vs {num_real} test images) | FID-{name} | KID-{name} | precision | recall | IS-{name} |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['set']} | {row[f'FID-{name}']:.3f} | {row[f'KID-{name}']:.4f} | {row[f'precision-{name}']:.3f} "
+            f"| {row[f'recall-{name}']:.3f} | {row[f'IS-{name}']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(args: argparse.Namespace) -> dict:
+    if args.sanity_only:
+        output_file = Path(args.output_file)
+        record_file = output_file.with_suffix(".json")
+        summary = json.loads(record_file.read_text()) if record_file.is_file() else {}
+        summary["sanity_table"] = sanity_table(str(output_file), args.data_dir, args.sanity_samples, args.seed)
+        record_file.write_text(json.dumps(summary, indent=2) + "\n")
+        print(format_sanity_table(summary["sanity_table"]))
+        return summary
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     train_images, train_labels = load_fashion_mnist_arrays("train", args.data_dir)
@@ -127,7 +197,9 @@ def main(args: argparse.Namespace) -> dict:
     summary = {"history": history, "test_accuracy": history[-1]["test_accuracy"], "output_file": str(output_file)}
     summary["train_time_s"] = time.perf_counter() - start_time
     summary["torch_num_threads"] = torch.get_num_threads()
+    summary["sanity_table"] = sanity_table(str(output_file), args.data_dir, args.sanity_samples, args.seed)
     output_file.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(format_sanity_table(summary["sanity_table"]))
     return summary
 
 
