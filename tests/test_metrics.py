@@ -1,4 +1,7 @@
+import importlib
 import math
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -23,6 +26,22 @@ from vcq_hf.metrics import (
     save_adm_npz,
     to_image_tensor,
 )
+
+
+def import_evaluate_library():
+    """The `evaluate` library, even when another test put examples/ (which holds evaluate.py) on sys.path."""
+    module = sys.modules.get("evaluate")
+    if module is not None and hasattr(module, "load"):
+        return module
+    sys.modules.pop("evaluate", None)
+    saved = list(sys.path)
+    sys.path[:] = [entry for entry in sys.path if not os.path.isfile(os.path.join(entry or ".", "evaluate.py"))]
+    try:
+        return importlib.import_module("evaluate")
+    except ImportError:
+        pytest.skip("the evaluate library is not installed")
+    finally:
+        sys.path[:] = saved
 
 
 def random_spd(rng, dim, scale=1.0):
@@ -241,7 +260,7 @@ def test_adm_npz_round_trip(tmp_path):
 
 
 def test_evaluate_metric_module_offline():
-    evaluate = pytest.importorskip("evaluate")
+    evaluate = import_evaluate_library()
     rng = np.random.default_rng(5)
     real, fake = rng.normal(size=(40, 3)), rng.normal(size=(30, 3)) + 0.5
     metric = evaluate.load(EVALUATE_METRIC_PATH)
