@@ -234,6 +234,10 @@ def plot_probe(
     if predicted_cliff is not None:
         axis.axvline(predicted_cliff, color="tab:red", linestyle="--", label=f"predicted cliff t* = {predicted_cliff}")
     axis.set_xscale("symlog", linthresh=1)
+    axis.set_xlim(min(result.ks) - 0.2, max(result.ks) * 1.15 + 0.2)
+    axis.set_xticks(result.ks)
+    axis.set_xticklabels([str(k) for k in result.ks])
+    axis.minorticks_off()
     axis.set_xlabel("k (leading tokens used)")
     axis.set_ylabel("accuracy")
     axis.set_ylim(0, 1.02)
