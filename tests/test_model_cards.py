@@ -128,15 +128,18 @@ def make_fake_demo(folder: Path) -> None:
     transformer = VCQForCausalLM(VCQConfig.from_vq_config(vq_config, preset="tiny"))
     pipe = VCQPipeline(vq_model=VCQVQModel(vq_config), transformer=transformer, id2label={0: "a", 1: "b", 2: "c"})
     pipe.save_pretrained(folder)
-    (folder / "README.md").unlink()
+    (folder / "README.md").write_text(
+        "# card\n\n```python\nx\n```\n\n```bash\naccelerate launch examples/train_ar.py --y\n```\n"
+    )
     usage = {"num_images": 40, "usage_fraction_per_position": [1.0, 0.5, 0.25, 0.125, 0.0625]}
-    (folder / "vq_model" / "training_summary.json").write_text(
+    # The layout of benchmarks/export_demo.py: both summaries at the top of the demo folder.
+    (folder / "training_summary_tokenizer.json").write_text(
         json.dumps(
             {"script": "train_tokenizer.py", "global_step": 321, "wall_time_s": 654.5, "num_train_images": 40,
              "final_logs": {"loss": 0.0123}, "code_usage": usage, "command": "accelerate launch examples/train_tokenizer.py --x"}
         )
     )  # fmt: skip
-    (folder / "training_summary.json").write_text(
+    (folder / "training_summary_ar.json").write_text(
         json.dumps({"script": "train_ar.py", "global_step": 987, "wall_time_s": 111.5, "final_logs": {"loss": 4.56}})
     )
 
@@ -156,10 +159,19 @@ def test_demo_card_reads_its_figures_from_the_files(tmp_path):
     assert table_value(body, "tokenizer: optimizer steps") == "321"
     assert table_value(body, "prior: final loss") == "4.56"
     assert table_value(body, "prior: wall time (s)") == "111.5"
-    assert "accelerate launch examples/train_tokenizer.py --x" in body
+    recipe = body.split("## Training recipe", 1)[1].split("\n## ", 1)[0]
+    assert "accelerate launch examples/train_tokenizer.py --x" in recipe
+    assert "accelerate launch examples/train_ar.py --y" in recipe
     assert "1.00 0.50 0.25 0.12 0.06" in body
     assert "| gFID (FMNIST-CNN), no guidance | 40.25 | 20.75 |" in body
     assert "| observed entropy cliff (position) | 3 | 8 |" in body
+    # Without a stored tokenizer command the card says where the tokenizer's run is summarised instead.
+    summary_path = tmp_path / "demo" / "training_summary_tokenizer.json"
+    summary = json.loads(summary_path.read_text())
+    del summary["command"]
+    summary_path.write_text(json.dumps(summary))
+    _, body = split_card(str(mc.build_demo_card(tmp_path / "demo", results_path=tmp_path / "results.json")))
+    assert "not stored with the checkpoint" in body and "`training_summary_tokenizer.json`" in body
     # Without the study file the card has no study section and no metric.
     meta, body = split_card(str(mc.build_demo_card(tmp_path / "demo", results_path=tmp_path / "absent.json")))
     assert "Small-scale study" not in body and "metrics" not in meta

@@ -672,27 +672,38 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _demo_summaries(demo_dir: Path) -> dict[str, dict[str, Any]]:
-    """training_summary.json files under the demo folder, keyed by the script that wrote them."""
+    """training_summary*.json files of the demo folder (benchmarks/export_demo.py names them
+    training_summary_ar.json and training_summary_tokenizer.json), keyed by the script that wrote them."""
     summaries = {}
-    for path in sorted(demo_dir.rglob("training_summary.json")):
+    for path in sorted(demo_dir.rglob("training_summary*.json")):
         data = _read_json(path) or {}
-        script = str(data.get("script", path.parent.name)).removesuffix(".py")
+        script = str(data.get("script", path.stem)).removesuffix(".py")
         summaries[script] = {**data, "_path": path.relative_to(demo_dir).as_posix()}
     return summaries
 
 
+def _readme_bash_block(readme: Path) -> str | None:
+    if not readme.is_file():
+        return None
+    text = readme.read_text()
+    start = text.find("```bash\n")
+    if start < 0:
+        return None
+    end = text.find("```", start + 8)
+    return text[start + 8 : end].strip() or None
+
+
 def _demo_command(demo_dir: Path, summaries: Mapping[str, Mapping[str, Any]]) -> str | None:
-    commands = [s["command"] for s in summaries.values() if isinstance(s.get("command"), str)]
-    if commands:
-        return "\n".join(commands)
-    readme = demo_dir / "README.md"
-    if readme.is_file():
-        text = readme.read_text()
-        start = text.find("```bash\n")
-        if start >= 0:
-            end = text.find("```", start + 8)
-            return text[start + 8 : end].strip() or None
-    return None
+    """The commands that trained the demo: a summary's `command`, else (for the prior) the bash block of the card
+    train_ar.py wrote next to it."""
+    lines = []
+    for script in ("train_tokenizer", "train_ar"):
+        command = summaries.get(script, {}).get("command")
+        if not isinstance(command, str) and script == "train_ar":
+            command = _readme_bash_block(demo_dir / "README.md")
+        if isinstance(command, str):
+            lines += [f"# {script}.py", command]
+    return "\n".join(lines) or None
 
 
 def _study_section(results: Mapping[str, Any]) -> str | None:
@@ -763,6 +774,17 @@ def _study_section(results: Mapping[str, Any]) -> str | None:
     return "\n".join(lines)
 
 
+def _demo_sample_image(demo_dir: Path) -> str | None:
+    """The demo's sample grid, as a link relative to model_cards/ when the demo is the one in the source tree."""
+    grid = demo_dir / "sample_grid.png"
+    if not grid.is_file():
+        return None
+    try:
+        return "../" + grid.resolve().relative_to(REPRODUCTION_RESULTS.parents[2]).as_posix()
+    except ValueError:
+        return None
+
+
 def build_demo_card(
     demo_dir: str | os.PathLike = DEMO_DIR, results_path: str | os.PathLike | None = None
 ) -> ModelCard:
@@ -802,13 +824,20 @@ def build_demo_card(
         results[f"{label}: processes"] = summary.get("num_processes")
         results[f"{label}: wall time (s)"] = summary.get("wall_time_s")
         for key, value in (summary.get("final_logs") or {}).items():
-            results[f"{label}: final {key}"] = value
+            if key not in ("lr", "epoch"):
+                results[f"{label}: final {key}"] = value
     if ar_summary.get("num_train_sequences") is not None:
         results["prior: training sequences (with flips)"] = ar_summary["num_train_sequences"]
     code_usage = vq_summary.get("code_usage")
     results_file = Path(results_path) if results_path is not None else REPRODUCTION_RESULTS
     study = _read_json(results_file)
     extra = {}
+    command = _demo_command(demo_dir, summaries)
+    if vq_summary and (command is None or "train_tokenizer" not in command):
+        extra["Training recipe notes"] = (
+            f"The tokenizer's command line is not stored with the checkpoint; its run is summarised in "
+            f"`{vq_summary['_path']}` (steps, batch, wall time, final losses, code usage; shown under Results)."
+        )
     if study:
         section = _study_section(study)
         if section:
@@ -841,7 +870,7 @@ def build_demo_card(
         dataset="fashion-mnist",
         num_train_images=num_train_images,
         id2label=id2label,
-        command=_demo_command(demo_dir, summaries),
+        command=command,
         results=results,
         code_usage=code_usage,
         title="VCQ demo: class-conditional Fashion-MNIST 32x32 generator (bundled with vcq_hf)",
@@ -857,6 +886,7 @@ def build_demo_card(
         usage=usage,
         extra_sections=extra,
         tags=["fashion-mnist", "class-conditional", "demo"],
+        sample_image=_demo_sample_image(demo_dir),
     )
     return card
 
