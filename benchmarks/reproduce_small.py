@@ -181,6 +181,16 @@ class Study:
     def pipeline_dir(self, arm: str) -> Path:
         return self.output_dir / f"ar-{arm}"
 
+    def training_flags(self, batch_size: int, steps: int, learning_rate: float) -> list[str]:
+        """Flags shared by both training scripts: budget, cosine schedule with 5% warm-up, resumable checkpoints."""
+        return [
+            "--train_batch_size", str(batch_size), "--max_train_steps", str(steps),
+            "--learning_rate", str(learning_rate), "--lr_scheduler", "cosine",
+            "--lr_warmup_steps", str(max(1, steps // 20)),
+            "--checkpointing_steps", str(self.settings.checkpointing_steps), "--checkpoints_total_limit", "1",
+            "--resume_from_checkpoint", "latest", "--validation_steps", str(10**9), "--seed", str(self.settings.seed),
+        ]  # fmt: skip
+
     # ------------------------------------------------------------------------------------------------ stages
     def train_tokenizers(self, arms: list[tuple[str, str, int]]) -> dict:
         s = self.settings
@@ -203,28 +213,9 @@ class Study:
                     "--config_overrides",
                     *[f"{key}={json.dumps(value)}" for key, value in overrides.items()],
                     "--random_flip",
-                    "--train_batch_size",
-                    str(s.tokenizer_batch_size),
-                    "--max_train_steps",
-                    str(s.tokenizer_steps),
-                    "--learning_rate",
-                    str(s.tokenizer_learning_rate),
-                    "--lr_warmup_steps",
-                    str(max(1, s.tokenizer_steps // 20)),
-                    "--lr_scheduler",
-                    "cosine",
-                    "--checkpointing_steps",
-                    str(s.checkpointing_steps),
-                    "--checkpoints_total_limit",
-                    "1",
-                    "--resume_from_checkpoint",
-                    "latest",
-                    "--validation_steps",
-                    str(10**9),
+                    *self.training_flags(s.tokenizer_batch_size, s.tokenizer_steps, s.tokenizer_learning_rate),
                     "--usage_eval_samples",
                     "2048",
-                    "--seed",
-                    str(s.seed),
                     "--output_dir",
                     str(self.tokenizer_dir(arm)),
                     *(["--max_train_samples", str(s.max_train_samples)] if s.max_train_samples else []),
@@ -364,26 +355,7 @@ class Study:
                         if s.ar_overrides
                         else []
                     ),
-                    "--train_batch_size",
-                    str(s.ar_batch_size),
-                    "--max_train_steps",
-                    str(s.ar_steps),
-                    "--learning_rate",
-                    str(s.ar_learning_rate),
-                    "--lr_scheduler",
-                    "cosine",
-                    "--lr_warmup_steps",
-                    str(max(1, s.ar_steps // 20)),
-                    "--checkpointing_steps",
-                    str(s.checkpointing_steps),
-                    "--checkpoints_total_limit",
-                    "1",
-                    "--resume_from_checkpoint",
-                    "latest",
-                    "--validation_steps",
-                    str(10**9),
-                    "--seed",
-                    str(s.seed),
+                    *self.training_flags(s.ar_batch_size, s.ar_steps, s.ar_learning_rate),
                     "--output_dir",
                     str(self.pipeline_dir(arm)),
                 ]
