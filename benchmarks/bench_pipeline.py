@@ -15,11 +15,10 @@ Weights are random: only speed is measured. Run with `OMP_NUM_THREADS=1` for fig
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
+from _timing import timed
 from vcq_hf import VCQConfig, VCQForCausalLM, VCQVQConfig, VCQVQModel
 from vcq_hf.pipeline_vcq import VCQPipeline
 
@@ -33,21 +32,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="Timed runs per method (median reported).")
     parser.add_argument("--device", default="cpu")
     return parser.parse_args(argv)
-
-
-def timed(fn, repeats: int, device: torch.device) -> tuple[float, object]:
-    """Median wall time of `fn()` over `repeats` runs after one warm-up run, and the last result."""
-    result = fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        result = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def main(args: argparse.Namespace) -> list[dict]:

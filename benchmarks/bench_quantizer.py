@@ -11,24 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
+from _timing import median_seconds
 from vcq_hf.quantizer import VariableCodebookQuantizer, naive_nearest_codes
 from vcq_hf.schedules import codebook_sizes
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def run(batch_size: int, num_tokens: int, k_max: int, dim: int, kind: str, repeats: int) -> dict:
