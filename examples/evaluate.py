@@ -29,14 +29,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import gather_object
-from tqdm.auto import tqdm
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import sampling_utils as su  # noqa: E402
 import training_utils as tu  # noqa: E402
 from vcq_hf.metrics import (  # noqa: E402
     FEATURE_EXTRACTORS,
@@ -45,7 +44,6 @@ from vcq_hf.metrics import (  # noqa: E402
     load_feature_extractor,
     save_adm_npz,
 )
-from vcq_hf.pipeline_vcq import VCQPipeline  # noqa: E402
 
 
 logger = get_logger(__name__, log_level="INFO")
@@ -77,12 +75,7 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         help="Also report the FMNIST-CNN accuracy on the "
         "sampled classes (only meaningful when the pipeline's classes are Fashion-MNIST's, in order).",
     )
-    parser.add_argument("--guidance_scale", type=float, default=2.0)
-    parser.add_argument("--guidance_schedule", type=str, default="constant", choices=["constant", "linear"])
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top_k", type=int, default=None)
-    parser.add_argument("--top_p", type=float, default=None)
-    parser.add_argument("--batch_size", type=int, default=64, help="Images per pipeline call per process.")
+    su.add_sampling_args(parser)
     parser.add_argument("--kid_subsets", type=int, default=100)
     parser.add_argument("--kid_subset_size", type=int, default=1000)
     parser.add_argument("--save_npz", action="store_true", help="Write samples.npz (ADM evaluator format).")
@@ -91,16 +84,10 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(input_args)
     if args.num_samples_per_class < 1:
         raise ValueError(f"--num_samples_per_class = {args.num_samples_per_class} must be >= 1.")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch_size = {args.batch_size} must be >= 1.")
-    if args.guidance_scale < 1.0:
-        raise ValueError(f"--guidance_scale = {args.guidance_scale} must be >= 1 (1 disables guidance).")
-    if args.temperature <= 0:
-        raise ValueError(f"--temperature = {args.temperature} must be > 0.")
+    su.check_sampling_args(args)
     if args.max_reference_samples is not None and args.max_reference_samples < 4:
         raise ValueError(f"--max_reference_samples = {args.max_reference_samples} must be >= 4.")
-    if not os.path.isfile(os.path.join(args.pipeline_path, "model_index.json")):
-        raise ValueError(f"--pipeline_path {args.pipeline_path!r} has no model_index.json (train_ar.py output?).")
+    su.check_pipeline_path(args.pipeline_path)
     if args.feature_extractors is None:
         args.feature_extractors = "fmnist-cnn" if args.reference_dataset == "fashion-mnist" else "effnet-lite0"
     args.feature_extractors = [name.strip() for name in args.feature_extractors.split(",") if name.strip()]
@@ -117,21 +104,6 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
             "existing folder or .npz file."
         )
     return args
-
-
-def resolve_classes(pipeline: VCQPipeline, class_labels: list[str] | None) -> list[int]:
-    if not class_labels:
-        return list(range(pipeline.num_classes))
-    classes = []
-    for label in class_labels:
-        if label.lstrip("-").isdigit():
-            class_id = int(label)
-            if not 0 <= class_id < pipeline.num_classes:
-                raise ValueError(f"class id {class_id} is outside [0, {pipeline.num_classes}).")
-            classes.append(class_id)
-        else:
-            classes.extend(pipeline.get_label_ids(label))
-    return classes
 
 
 def build_extractors(args: argparse.Namespace, device: torch.device) -> dict:
@@ -174,11 +146,8 @@ def reference_batches(args: argparse.Namespace):
 @torch.no_grad()
 def main(args: argparse.Namespace) -> dict | None:
     start_time = time.time()
-    accelerator = Accelerator(mixed_precision=args.mixed_precision)
-    tu.setup_logging(accelerator)
-    pipeline = VCQPipeline.from_pretrained(args.pipeline_path).to(accelerator.device)
-    pipeline.set_progress_bar_config(disable=True)
-    classes = resolve_classes(pipeline, args.class_labels)
+    accelerator, pipeline = su.load_pipeline(args)
+    classes = su.resolve_classes(pipeline, args.class_labels)
     labels = [c for c in classes for _ in range(args.num_samples_per_class)]
     extractors = build_extractors(args, accelerator.device)
     output_dir = Path(args.output_dir)
@@ -190,22 +159,11 @@ def main(args: argparse.Namespace) -> dict | None:
         features = {name: [] for name in extractors}
         logits = {name: [] for name in extractors}
         images_kept = []
-        batches = range(0, len(indices), args.batch_size)
-        for start in tqdm(batches, desc="Sampling", disable=not accelerator.is_local_main_process):
-            batch = indices[start : start + args.batch_size]
-            generators = [tu.seeded_generator(args.seed, i) for i in batch]
+        for batch in su.index_batches(accelerator, indices, args.batch_size):
+            generators = su.sample_generators(args.seed, batch)
             tick = time.time()
-            with accelerator.autocast():
-                images = pipeline(
-                    class_labels=[labels[i] for i in batch],
-                    guidance_scale=args.guidance_scale,
-                    guidance_schedule=args.guidance_schedule,
-                    temperature=args.temperature,
-                    top_k=args.top_k,
-                    top_p=args.top_p,
-                    generator=generators,
-                    output_type="pt",
-                ).images  # (B, C, H, W) in [0, 1]
+            # (B, C, H, W) in [0, 1]
+            images = su.generate(accelerator, pipeline, args, [labels[i] for i in batch], generators, "pt")
             uint8 = (images.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()  # what a PNG would hold
             sample_seconds += time.time() - tick
             tick = time.time()
@@ -273,18 +231,12 @@ def main(args: argparse.Namespace) -> dict | None:
             "num_reference": num_reference,
             "num_samples_per_class": args.num_samples_per_class,
             "classes": classes,
-            "class_names": [pipeline.id2label.get(c, str(c)) for c in classes],
+            "class_names": su.class_names(pipeline, classes),
             "reference_dataset": args.reference_dataset,
             "reference_split": args.reference_split if args.reference_dataset in BUILTIN_DATASETS else None,
             "feature_extractors": {name: extractor.name for name, extractor in extractors.items()},
             "pipeline_path": str(Path(args.pipeline_path).resolve()),
-            "guidance_scale": args.guidance_scale,
-            "guidance_schedule": args.guidance_schedule,
-            "temperature": args.temperature,
-            "top_k": args.top_k,
-            "top_p": args.top_p,
-            "seed": args.seed,
-            "num_processes": accelerator.num_processes,
+            **su.sampling_settings(args, accelerator),
             "timing_s": {
                 "sampling_wall": round(sampling_wall, 2),
                 "sampling_per_rank": [round(shard["sample_seconds"], 2) for shard in shards],

@@ -20,17 +20,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from accelerate import Accelerator
 from accelerate.logging import get_logger
 from PIL import Image
-from tqdm.auto import tqdm
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import sampling_utils as su  # noqa: E402
 import training_utils as tu  # noqa: E402
-from vcq_hf.pipeline_vcq import VCQPipeline  # noqa: E402
 
 
 logger = get_logger(__name__, log_level="INFO")
@@ -50,12 +47,7 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="Class ids or names to sample (default: all classes of the pipeline), balanced round-robin.",
     )
-    parser.add_argument("--guidance_scale", type=float, default=2.0)
-    parser.add_argument("--guidance_schedule", type=str, default="constant", choices=["constant", "linear"])
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top_k", type=int, default=None)
-    parser.add_argument("--top_p", type=float, default=None)
-    parser.add_argument("--batch_size", type=int, default=64, help="Images per pipeline call per process.")
+    su.add_sampling_args(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no_png", action="store_true", help="Write only the .npz, no PNG files.")
     parser.add_argument("--npz_name", type=str, default="samples.npz")
@@ -63,45 +55,17 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(input_args)
     if args.num_samples < 1:
         raise ValueError(f"--num_samples = {args.num_samples} must be >= 1.")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch_size = {args.batch_size} must be >= 1.")
-    if args.guidance_scale < 1.0:
-        raise ValueError(f"--guidance_scale = {args.guidance_scale} must be >= 1 (1 disables guidance).")
-    if args.temperature <= 0:
-        raise ValueError(f"--temperature = {args.temperature} must be > 0.")
+    su.check_sampling_args(args)
     if not args.npz_name.endswith(".npz"):
         raise ValueError(f"--npz_name {args.npz_name!r} must end with .npz.")
-    if not os.path.isfile(os.path.join(args.pipeline_path, "model_index.json")):
-        raise ValueError(f"--pipeline_path {args.pipeline_path!r} has no model_index.json (train_ar.py output?).")
+    su.check_pipeline_path(args.pipeline_path)
     return args
-
-
-def resolve_classes(pipeline: VCQPipeline, class_labels: list[str] | None) -> list[int]:
-    if not class_labels:
-        return list(range(pipeline.num_classes))
-    classes = []
-    for label in class_labels:
-        if label.lstrip("-").isdigit():
-            class_id = int(label)
-            if not 0 <= class_id < pipeline.num_classes:
-                raise ValueError(f"class id {class_id} is outside [0, {pipeline.num_classes}).")
-            classes.append(class_id)
-        else:
-            classes.extend(pipeline.get_label_ids(label))
-    return classes
-
-
-def sample_seed(seed: int, index: int) -> int:
-    return int(tu.seeded_generator(seed, index).initial_seed())
 
 
 def main(args: argparse.Namespace) -> Path:
     start_time = time.time()
-    accelerator = Accelerator(mixed_precision=args.mixed_precision)
-    tu.setup_logging(accelerator)
-    pipeline = VCQPipeline.from_pretrained(args.pipeline_path).to(accelerator.device)
-    pipeline.set_progress_bar_config(disable=True)
-    classes = resolve_classes(pipeline, args.class_labels)
+    accelerator, pipeline = su.load_pipeline(args)
+    classes = su.resolve_classes(pipeline, args.class_labels)
     labels = [classes[i % len(classes)] for i in range(args.num_samples)]
 
     output_dir = Path(args.output_dir)
@@ -114,21 +78,10 @@ def main(args: argparse.Namespace) -> Path:
 
     with accelerator.split_between_processes(list(range(args.num_samples))) as indices:
         arrays = []
-        batches = range(0, len(indices), args.batch_size)
-        for start in tqdm(batches, desc="Sampling", disable=not accelerator.is_local_main_process):
-            batch = indices[start : start + args.batch_size]
-            generators = [torch.Generator(device="cpu").manual_seed(sample_seed(args.seed, i)) for i in batch]
-            with accelerator.autocast():
-                images = pipeline(
-                    class_labels=[labels[i] for i in batch],
-                    guidance_scale=args.guidance_scale,
-                    guidance_schedule=args.guidance_schedule,
-                    temperature=args.temperature,
-                    top_k=args.top_k,
-                    top_p=args.top_p,
-                    generator=generators,
-                    output_type="np",
-                ).images  # (B, H, W, C) in [0, 1]
+        for batch in su.index_batches(accelerator, indices, args.batch_size):
+            generators = su.sample_generators(args.seed, batch)
+            # (B, H, W, C) in [0, 1]
+            images = su.generate(accelerator, pipeline, args, [labels[i] for i in batch], generators, "np")
             uint8 = np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
             if uint8.shape[-1] == 1:
                 uint8 = np.repeat(uint8, 3, axis=-1)
@@ -155,14 +108,8 @@ def main(args: argparse.Namespace) -> Path:
                 "pipeline_path": str(Path(args.pipeline_path).resolve()),
                 "num_samples": args.num_samples,
                 "classes": classes,
-                "class_names": [pipeline.id2label.get(c, str(c)) for c in classes],
-                "guidance_scale": args.guidance_scale,
-                "guidance_schedule": args.guidance_schedule,
-                "temperature": args.temperature,
-                "top_k": args.top_k,
-                "top_p": args.top_p,
-                "seed": args.seed,
-                "num_processes": accelerator.num_processes,
+                "class_names": su.class_names(pipeline, classes),
+                **su.sampling_settings(args, accelerator),
                 "shape": list(images.shape),
                 "wall_time_s": round(time.time() - start_time, 1),
             },
