@@ -25,12 +25,12 @@ from pathlib import Path
 
 import torch
 from accelerate.logging import get_logger
-from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
+from torch.utils.data import TensorDataset
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import sampling_utils as su  # noqa: E402
 import training_utils as tu  # noqa: E402
 from extract_codes import load_codes_dataset  # noqa: E402
 from vcq_hf.configuration_vcq import VCQConfig  # noqa: E402
@@ -84,8 +84,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--codes_dir {args.codes_dir!r} has no vcq_meta.json (run extract_codes.py first).")
     if args.class_dropout_prob is not None and not 0.0 <= args.class_dropout_prob <= 1.0:
         raise ValueError(f"--class_dropout_prob = {args.class_dropout_prob} is out of range: it must be in [0, 1].")
-    if args.max_train_samples is not None and args.max_train_samples < 1:
-        raise ValueError(f"--max_train_samples = {args.max_train_samples} must be >= 1.")
+    tu.check_max_train_samples(args)
     if args.validation_steps < 1 or args.num_validation_images_per_class < 1 or args.max_validation_classes < 1:
         raise ValueError(
             "--validation_steps, --num_validation_images_per_class, --max_validation_classes must be >= 1."
@@ -134,7 +133,7 @@ def sample_grid(pipeline: VCQPipeline, args, class_ids: list[int], step: int | s
         output_type="pil",
     ).images
     transformer.train(was_training)
-    names = [pipeline.id2label.get(c, str(c)) for c in class_ids]
+    names = su.class_names(pipeline, class_ids)
     scale = max(1, 64 // images[0].size[0])
     return tu.make_labelled_grid(images, names, num_columns=args.num_validation_images_per_class, scale=scale)
 
@@ -173,20 +172,9 @@ def main(args: argparse.Namespace) -> VCQPipeline:
     train_dataset = TensorDataset(
         torch.from_numpy(columns["codes"].astype("int32")), torch.from_numpy(columns["label"].astype("int64"))
     )
-    train_dataloader = DataLoader(
-        train_dataset,
-        batch_size=args.train_batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=args.dataloader_num_workers,
-        persistent_workers=args.dataloader_num_workers > 0,
+    train_dataloader, optimizer, lr_scheduler, steps_per_epoch, max_train_steps, num_epochs = tu.prepare_training(
+        accelerator, args, model, train_dataset
     )
-    if args.scale_lr:
-        args.learning_rate *= args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes
-    optimizer = tu.create_optimizer(args, model.parameters())
-    train_dataloader = accelerator.prepare(train_dataloader)
-    steps_per_epoch, max_train_steps, num_epochs = tu.resolve_training_length(args, len(train_dataloader))
-    lr_scheduler = tu.create_lr_scheduler(args, optimizer, max_train_steps, accelerator.num_processes)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     vq_model.to(accelerator.device)
     if ema is not None:
@@ -195,25 +183,17 @@ def main(args: argparse.Namespace) -> VCQPipeline:
         accelerator, {VCQForCausalLM: "transformer"}, ema=ema, ema_subfolder="transformer_ema"
     )
 
-    if accelerator.is_main_process:
-        accelerator.init_trackers(args.tracker_project_name or "train_ar", config=tu.tracker_config(args))
-
-    total_batch_size = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
-    logger.info("***** Running training *****")
-    logger.info(f"  Num sequences = {len(train_dataset)}")
-    logger.info(f"  Num processes = {accelerator.num_processes}")
-    logger.info(f"  Instantaneous batch size per device = {args.train_batch_size}")
-    logger.info(f"  Total train batch size (w. parallel, distributed & accumulation) = {total_batch_size}")
-    logger.info(f"  Total optimization steps = {max_train_steps} ({num_epochs} epochs)")
-
-    global_step, first_epoch, resume_batches = 0, 0, 0
-    resume_path = tu.resolve_resume_checkpoint(args)
-    if resume_path is not None:
-        accelerator.load_state(str(resume_path))
-        global_step = tu.checkpoint_step(resume_path)
-        first_epoch = global_step // steps_per_epoch
-        resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
-        logger.info(f"Resumed from {resume_path} at step {global_step} (epoch {first_epoch}).")
+    total_batch_size = tu.start_training_run(
+        accelerator,
+        args,
+        logger,
+        project_name="train_ar",
+        num_examples=len(train_dataset),
+        example_noun="sequences",
+        max_train_steps=max_train_steps,
+        num_epochs=num_epochs,
+    )
+    global_step, first_epoch, resume_batches = tu.load_resume_state(accelerator, args, steps_per_epoch, logger)
 
     unwrapped = accelerator.unwrap_model(model)
     pipeline = None
@@ -222,60 +202,46 @@ def main(args: argparse.Namespace) -> VCQPipeline:
         pipeline.set_progress_bar_config(disable=True)
     validation_classes = list(range(min(len(class_names), args.max_validation_classes)))
 
-    progress_bar = tqdm(
-        range(max_train_steps), initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process
-    )
+    progress_bar = tu.steps_progress_bar(accelerator, max_train_steps, global_step)
     window: list[float] = []
     last_logs: dict[str, float] = {}
     micro_step = 0
     model.train()
-    for epoch in range(first_epoch, num_epochs):
-        train_dataloader.set_epoch(epoch)
-        active = train_dataloader
-        if epoch == first_epoch and resume_batches:
-            active = accelerator.skip_first_batches(train_dataloader, resume_batches)
-            active.set_epoch(epoch)
-        for codes, labels in active:
-            # Class dropout draws from torch's global RNG: seed it per step so a resumed run repeats it exactly.
-            tu.reseed_step(args.seed, global_step, micro_step, accelerator.process_index)
-            input_ids = unwrapped.build_input_ids(labels, codes.long())  # (B, 1 + T)
-            with accelerator.accumulate(model):
-                loss = model(input_ids=input_ids, labels=input_ids).loss
-                mean_loss = tu.check_finite_loss(accelerator, loss, global_step, args.output_dir)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            micro_step += 1
-            window.append(float(mean_loss))
-            if not accelerator.sync_gradients:
-                continue
+    for epoch, (codes, labels) in tu.epoch_batches(
+        accelerator, train_dataloader, first_epoch, num_epochs, resume_batches
+    ):
+        # Class dropout draws from torch's global RNG: seed it per step so a resumed run repeats it exactly.
+        tu.reseed_step(args.seed, global_step, micro_step, accelerator.process_index)
+        input_ids = unwrapped.build_input_ids(labels, codes.long())  # (B, 1 + T)
+        with accelerator.accumulate(model):
+            loss = model(input_ids=input_ids, labels=input_ids).loss
+            mean_loss = tu.backward_and_step(accelerator, args, model, optimizer, lr_scheduler, loss, global_step)
+        micro_step += 1
+        window.append(float(mean_loss))
+        if not accelerator.sync_gradients:
+            continue
 
-            micro_step = 0
-            global_step += 1
-            progress_bar.update(1)
-            if ema is not None:
-                ema.step(unwrapped)
+        micro_step = 0
+        global_step += 1
+        progress_bar.update(1)
+        if ema is not None:
+            ema.step(unwrapped)
 
-            if global_step % args.logging_steps == 0 or global_step == max_train_steps:
-                last_logs = {"loss": sum(window) / len(window), "lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}
-                last_logs["bits_per_image"] = last_logs["loss"] * unwrapped.config.num_image_tokens / math.log(2)
-                window = []
-                accelerator.log(last_logs, step=global_step)
-                progress_bar.set_postfix(loss=f"{last_logs['loss']:.4f}")
+        if global_step % args.logging_steps == 0 or global_step == max_train_steps:
+            last_logs = {"loss": sum(window) / len(window), "lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}
+            last_logs["bits_per_image"] = last_logs["loss"] * unwrapped.config.num_image_tokens / math.log(2)
+            window = []
+            accelerator.log(last_logs, step=global_step)
+            progress_bar.set_postfix(loss=f"{last_logs['loss']:.4f}")
 
-            if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
-                tu.save_checkpoint(accelerator, args, global_step)
+        if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
+            tu.save_checkpoint(accelerator, args, global_step)
 
-            # Under FSDP a forward pass is collective, so rank-0-only sampling would hang: sample at the end only.
-            sample_now = global_step % args.validation_steps == 0 and not tu.uses_sharded_states(accelerator)
-            if accelerator.is_main_process and sample_now:
-                log_samples(accelerator, args, pipeline, ema, unwrapped, validation_classes, global_step)
+        # Under FSDP a forward pass is collective, so rank-0-only sampling would hang: sample at the end only.
+        sample_now = global_step % args.validation_steps == 0 and not tu.uses_sharded_states(accelerator)
+        if accelerator.is_main_process and sample_now:
+            log_samples(accelerator, args, pipeline, ema, unwrapped, validation_classes, global_step)
 
-            if global_step >= max_train_steps:
-                break
         if global_step >= max_train_steps:
             break
     progress_bar.close()
@@ -283,25 +249,23 @@ def main(args: argparse.Namespace) -> VCQPipeline:
     accelerator.wait_for_everyone()
     tu.write_rank_report(accelerator, unwrapped, args.output_dir, global_step)
     # Under FSDP/DeepSpeed gathering the full state dict is a collective: every rank takes part.
-    full_state = accelerator.get_state_dict(model) if tu.uses_sharded_states(accelerator) else None
+    final_transformer = tu.gather_final_model(accelerator, model, unwrapped, ema, VCQForCausalLM, unwrapped.config)
     if accelerator.is_main_process:
-        final_transformer = ema.model if ema is not None else unwrapped
-        if full_state is not None:
-            final_transformer = VCQForCausalLM(unwrapped.config)
-            final_transformer.load_state_dict(full_state)
         final = VCQPipeline(vq_model=vq_model, transformer=final_transformer, id2label=id2label)
         final.set_progress_bar_config(disable=True)
         final.save_pretrained(args.output_dir)
         grid = sample_grid(final, args, validation_classes, "final", accelerator.device)
         grid.save(Path(args.output_dir) / "sample_grid.png")
         summary = {
-            "script": "train_ar.py",
-            "global_step": global_step,
-            "max_train_steps": max_train_steps,
-            "num_processes": accelerator.num_processes,
-            "total_batch_size": total_batch_size,
-            "wall_time_s": round(time.time() - start_time, 1),
-            "final_logs": {k: round(float(v), 6) for k, v in last_logs.items()},
+            **tu.training_summary(
+                "train_ar.py",
+                accelerator,
+                global_step=global_step,
+                max_train_steps=max_train_steps,
+                total_batch_size=total_batch_size,
+                start_time=start_time,
+                last_logs=last_logs,
+            ),
             "num_parameters": {
                 "transformer": tu.count_parameters(final_transformer),
                 "vq_model": tu.count_parameters(vq_model),

@@ -29,8 +29,7 @@ import torch
 import torch.nn.functional as F
 from accelerate.logging import get_logger
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
+from torch.utils.data import TensorDataset
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -355,22 +354,9 @@ def main(args: argparse.Namespace) -> VCQVQModel:
     validation_images = torch.stack(
         [train_dataset[i][0] for i in range(min(args.num_validation_images, len(train_dataset)))]
     )
-    train_dataloader = DataLoader(
-        train_dataset,
-        batch_size=args.train_batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=args.dataloader_num_workers,
-        persistent_workers=args.dataloader_num_workers > 0,
+    train_dataloader, optimizer, lr_scheduler, steps_per_epoch, max_train_steps, num_epochs = tu.prepare_training(
+        accelerator, args, model, train_dataset
     )
-    if args.scale_lr:
-        args.learning_rate *= args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes
-    optimizer = tu.create_optimizer(args, model.parameters())
-
-    # Shard the data first: the schedule length depends on the per-process number of batches.
-    train_dataloader = accelerator.prepare(train_dataloader)
-    steps_per_epoch, max_train_steps, num_epochs = tu.resolve_training_length(args, len(train_dataloader))
-    lr_scheduler = tu.create_lr_scheduler(args, optimizer, max_train_steps, accelerator.num_processes)
 
     disc_optimizer = None
     if discriminator is not None:
@@ -391,167 +377,139 @@ def main(args: argparse.Namespace) -> VCQVQModel:
         ema_subfolder="vq_model_ema",
     )
 
-    if accelerator.is_main_process:
-        accelerator.init_trackers(args.tracker_project_name or "train_tokenizer", config=tu.tracker_config(args))
-
-    total_batch_size = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
-    logger.info("***** Running training *****")
-    logger.info(f"  Num examples = {len(train_dataset)}")
-    logger.info(f"  Num processes = {accelerator.num_processes}")
-    logger.info(f"  Instantaneous batch size per device = {args.train_batch_size}")
-    logger.info(f"  Total train batch size (w. parallel, distributed & accumulation) = {total_batch_size}")
-    logger.info(f"  Total optimization steps = {max_train_steps} ({num_epochs} epochs)")
-
-    global_step, first_epoch, resume_batches = 0, 0, 0
-    resume_path = tu.resolve_resume_checkpoint(args)
-    if resume_path is not None:
-        accelerator.load_state(str(resume_path))
-        global_step = tu.checkpoint_step(resume_path)
-        first_epoch = global_step // steps_per_epoch
-        resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
-        logger.info(f"Resumed from {resume_path} at step {global_step} (epoch {first_epoch}).")
+    total_batch_size = tu.start_training_run(
+        accelerator,
+        args,
+        logger,
+        project_name="train_tokenizer",
+        num_examples=len(train_dataset),
+        example_noun="examples",
+        max_train_steps=max_train_steps,
+        num_epochs=num_epochs,
+    )
+    global_step, first_epoch, resume_batches = tu.load_resume_state(accelerator, args, steps_per_epoch, logger)
 
     unwrapped = accelerator.unwrap_model(model)
     quantizer = unwrapped.quantizer
-    progress_bar = tqdm(
-        range(max_train_steps), initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process
-    )
+    progress_bar = tu.steps_progress_bar(accelerator, max_train_steps, global_step)
     window: dict[str, list[float]] = {}
     last_logs: dict[str, float] = {}
     micro_step = 0
 
     model.train()
-    for epoch in range(first_epoch, num_epochs):
-        train_dataloader.set_epoch(epoch)
-        active = train_dataloader
-        if epoch == first_epoch and resume_batches:
-            active = accelerator.skip_first_batches(train_dataloader, resume_batches)
-            active.set_epoch(epoch)
-        for (images,) in active:
-            tu.reseed_step(args.seed, global_step, micro_step, accelerator.process_index)
-            generator = tu.seeded_generator(args.seed, global_step, micro_step, accelerator.process_index, 1)
-            pixel_values = tu.uint8_to_pixel_values(images)
-            if args.random_flip:
-                pixel_values = flip_batch(pixel_values, generator)
-            gan_on = discriminator is not None and global_step >= args.disc_start_step
-            with accelerator.accumulate(*(m for m in (model, discriminator) if m is not None)):
-                output = model(pixel_values)
-                loss = output.loss
-                terms = {
-                    "loss/reconstruction": output.reconstruction_loss.detach(),
-                    "loss/codebook": output.codebook_loss.detach(),
-                    "loss/commitment": output.commitment_loss.detach(),
-                    "loss/entropy": output.entropy_loss.detach(),
-                }
-                if perceptual is not None:
-                    perceptual_loss = perceptual(output.sample, pixel_values)
-                    loss = loss + args.perceptual_weight * perceptual_loss
-                    terms["loss/perceptual"] = perceptual_loss.detach()
-                if gan_on:
-                    # Generator term through a parameter-detached call: no gradient reaches the discriminator.
-                    disc_module = accelerator.unwrap_model(discriminator)
-                    frozen = {name: p.detach() for name, p in disc_module.named_parameters()}
-                    logits_fake = torch.func.functional_call(disc_module, frozen, (output.sample,))
-                    generator_loss = -logits_fake.mean()
-                    loss = loss + args.disc_weight * generator_loss
-                    terms["loss/generator"] = generator_loss.detach()
-                mean_loss = tu.check_finite_loss(accelerator, loss, global_step, args.output_dir)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+    for epoch, (images,) in tu.epoch_batches(accelerator, train_dataloader, first_epoch, num_epochs, resume_batches):
+        tu.reseed_step(args.seed, global_step, micro_step, accelerator.process_index)
+        generator = tu.seeded_generator(args.seed, global_step, micro_step, accelerator.process_index, 1)
+        pixel_values = tu.uint8_to_pixel_values(images)
+        if args.random_flip:
+            pixel_values = flip_batch(pixel_values, generator)
+        gan_on = discriminator is not None and global_step >= args.disc_start_step
+        with accelerator.accumulate(*(m for m in (model, discriminator) if m is not None)):
+            output = model(pixel_values)
+            loss = output.loss
+            terms = {
+                "loss/reconstruction": output.reconstruction_loss.detach(),
+                "loss/codebook": output.codebook_loss.detach(),
+                "loss/commitment": output.commitment_loss.detach(),
+                "loss/entropy": output.entropy_loss.detach(),
+            }
+            if perceptual is not None:
+                perceptual_loss = perceptual(output.sample, pixel_values)
+                loss = loss + args.perceptual_weight * perceptual_loss
+                terms["loss/perceptual"] = perceptual_loss.detach()
+            if gan_on:
+                # Generator term through a parameter-detached call: no gradient reaches the discriminator.
+                disc_module = accelerator.unwrap_model(discriminator)
+                frozen = {name: p.detach() for name, p in disc_module.named_parameters()}
+                logits_fake = torch.func.functional_call(disc_module, frozen, (output.sample,))
+                generator_loss = -logits_fake.mean()
+                loss = loss + args.disc_weight * generator_loss
+                terms["loss/generator"] = generator_loss.detach()
+            mean_loss = tu.backward_and_step(accelerator, args, model, optimizer, lr_scheduler, loss, global_step)
 
-                if gan_on:
-                    logits_real = discriminator(pixel_values)
-                    logits_fake = discriminator(output.sample.detach())
-                    disc_loss = hinge_discriminator_loss(logits_real, logits_fake)
-                    accelerator.backward(disc_loss)
-                    disc_optimizer.step()
-                    disc_optimizer.zero_grad(set_to_none=True)
-                    terms["loss/discriminator"] = disc_loss.detach()
+            if gan_on:
+                logits_real = discriminator(pixel_values)
+                logits_fake = discriminator(output.sample.detach())
+                disc_loss = hinge_discriminator_loss(logits_real, logits_fake)
+                accelerator.backward(disc_loss)
+                disc_optimizer.step()
+                disc_optimizer.zero_grad(set_to_none=True)
+                terms["loss/discriminator"] = disc_loss.detach()
 
-            micro_step += 1
-            for key, value in {"loss": mean_loss, **terms}.items():
-                window.setdefault(key, []).append(float(value))
-            window.setdefault("usage/codes_used_mean", []).append(float(output.codes_used.float().mean()))
-            window.setdefault("usage/perplexity_mean", []).append(float(output.perplexity.float().mean()))
-            if not accelerator.sync_gradients:
-                continue
+        micro_step += 1
+        for key, value in {"loss": mean_loss, **terms}.items():
+            window.setdefault(key, []).append(float(value))
+        window.setdefault("usage/codes_used_mean", []).append(float(output.codes_used.float().mean()))
+        window.setdefault("usage/perplexity_mean", []).append(float(output.perplexity.float().mean()))
+        if not accelerator.sync_gradients:
+            continue
 
-            micro_step = 0
-            global_step += 1
-            progress_bar.update(1)
-            if ema is not None:
-                ema.step(unwrapped)
+        micro_step = 0
+        global_step += 1
+        progress_bar.update(1)
+        if ema is not None:
+            ema.step(unwrapped)
 
-            if args.dead_code_restart_steps and global_step % args.dead_code_restart_steps == 0:
-                with torch.no_grad():
-                    latents = accelerator.gather(unwrapped.encode(pixel_values).latents.float().contiguous())
-                    usage = accelerator.reduce(quantizer.code_usage.clone(), reduction="mean")
-                    quantizer.code_usage.copy_(usage)
-                    restarted = quantizer.restart_dead_codes(
-                        latents,
-                        threshold=args.dead_code_threshold,
-                        generator=tu.seeded_generator(args.seed, global_step),
-                    )
-                window.setdefault("usage/restarted_codes", []).append(restarted)
-
-            if global_step % args.logging_steps == 0 or global_step == max_train_steps:
-                last_logs = {key: sum(values) / len(values) for key, values in window.items()}
-                last_logs["lr"] = lr_scheduler.get_last_lr()[0]
-                last_logs["epoch"] = epoch
-                window = {}
-                accelerator.log(last_logs, step=global_step)
-                fractions = [u / k for u, k in zip(output.codes_used.tolist(), config.codebook_sizes)]
-                if accelerator.is_main_process and "jsonl" in tu.parse_report_to(args.report_to):
-                    accelerator.get_tracker("jsonl").log(
-                        {
-                            "usage/codes_used_per_position": output.codes_used.tolist(),
-                            "usage/fraction_per_position": [round(f, 4) for f in fractions],
-                        },
-                        step=global_step,
-                    )
-                progress_bar.set_postfix(
-                    loss=f"{last_logs['loss']:.4f}", rec=f"{last_logs['loss/reconstruction']:.4f}"
+        if args.dead_code_restart_steps and global_step % args.dead_code_restart_steps == 0:
+            with torch.no_grad():
+                latents = accelerator.gather(unwrapped.encode(pixel_values).latents.float().contiguous())
+                usage = accelerator.reduce(quantizer.code_usage.clone(), reduction="mean")
+                quantizer.code_usage.copy_(usage)
+                restarted = quantizer.restart_dead_codes(
+                    latents,
+                    threshold=args.dead_code_threshold,
+                    generator=tu.seeded_generator(args.seed, global_step),
                 )
+            window.setdefault("usage/restarted_codes", []).append(restarted)
 
-            if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
-                tu.save_checkpoint(accelerator, args, global_step)
+        if global_step % args.logging_steps == 0 or global_step == max_train_steps:
+            last_logs = {key: sum(values) / len(values) for key, values in window.items()}
+            last_logs["lr"] = lr_scheduler.get_last_lr()[0]
+            last_logs["epoch"] = epoch
+            window = {}
+            accelerator.log(last_logs, step=global_step)
+            fractions = [u / k for u, k in zip(output.codes_used.tolist(), config.codebook_sizes)]
+            if accelerator.is_main_process and "jsonl" in tu.parse_report_to(args.report_to):
+                accelerator.get_tracker("jsonl").log(
+                    {
+                        "usage/codes_used_per_position": output.codes_used.tolist(),
+                        "usage/fraction_per_position": [round(f, 4) for f in fractions],
+                    },
+                    step=global_step,
+                )
+            progress_bar.set_postfix(loss=f"{last_logs['loss']:.4f}", rec=f"{last_logs['loss/reconstruction']:.4f}")
 
-            if accelerator.is_main_process and (
-                global_step % args.validation_steps == 0 or global_step == max_train_steps
-            ):
-                log_reconstructions(accelerator, args, unwrapped, ema, image_processor, validation_images, global_step)
+        if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
+            tu.save_checkpoint(accelerator, args, global_step)
 
-            if global_step >= max_train_steps:
-                break
+        if accelerator.is_main_process and (
+            global_step % args.validation_steps == 0 or global_step == max_train_steps
+        ):
+            log_reconstructions(accelerator, args, unwrapped, ema, image_processor, validation_images, global_step)
+
         if global_step >= max_train_steps:
             break
     progress_bar.close()
 
     accelerator.wait_for_everyone()
     # Under FSDP/DeepSpeed gathering the full state dict is a collective: every rank takes part.
-    full_state = accelerator.get_state_dict(model) if tu.uses_sharded_states(accelerator) else None
+    final_model = tu.gather_final_model(accelerator, model, unwrapped, ema, VCQVQModel, config)
     if accelerator.is_main_process:
-        final_model = ema.model if ema is not None else unwrapped
-        if full_state is not None:
-            final_model = VCQVQModel(config)
-            final_model.load_state_dict(full_state)
         final_model.save_pretrained(args.output_dir)
         image_processor.save_pretrained(args.output_dir)
         usage = measure_code_usage(
             final_model, train_dataset, args.train_batch_size, args.usage_eval_samples, accelerator.device
         )
         summary = {
-            "script": "train_tokenizer.py",
-            "global_step": global_step,
-            "max_train_steps": max_train_steps,
-            "num_processes": accelerator.num_processes,
-            "total_batch_size": total_batch_size,
-            "wall_time_s": round(time.time() - start_time, 1),
-            "final_logs": {k: round(float(v), 6) for k, v in last_logs.items()},
+            **tu.training_summary(
+                "train_tokenizer.py",
+                accelerator,
+                global_step=global_step,
+                max_train_steps=max_train_steps,
+                total_batch_size=total_batch_size,
+                start_time=start_time,
+                last_logs=last_logs,
+            ),
             "code_usage": usage,
             "num_parameters": tu.count_parameters(final_model),
             "num_train_images": len(train_dataset),

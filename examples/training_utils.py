@@ -1,7 +1,8 @@
 """Helpers shared by the example training scripts (`train_tokenizer.py`, `extract_codes.py`, `train_ar.py`,
 `sample.py`): common command-line flags and their cross-checks, the `Accelerator` set-up, checkpoint naming,
-rotation and resume, an exponential moving average of the weights, the non-finite-loss guard, a local JSON-lines
-tracker, in-memory image tensors and labelled image grids.
+rotation and resume, an exponential moving average of the weights, the non-finite-loss guard, the training-loop
+scaffolding (data/optimizer/scheduler set-up, run start and resume, resumable epochs, the update step, the final
+model and summary), a local JSON-lines tracker, in-memory image tensors and labelled image grids.
 
 The scripts import this module as a sibling (`import training_utils`), like diffusers' examples; run them from any
 directory as `accelerate launch examples/<script>.py ...`.
@@ -19,7 +20,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from accelerate.tracking import GeneralTracker
 from accelerate.utils import DataLoaderConfiguration, DistributedType, ProjectConfiguration, set_seed
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
+from torch.utils.data import DataLoader
 
 
 logger = get_logger(__name__, log_level="INFO")
@@ -652,6 +654,182 @@ def run_script(main: Callable[[argparse.Namespace], Any], parse_args: Callable[[
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# Training loop
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def prepare_training(
+    accelerator: Accelerator, args: argparse.Namespace, model: nn.Module, train_dataset: torch.utils.data.Dataset
+) -> tuple[DataLoader, torch.optim.Optimizer, Any, int, int, int]:
+    """The data and optimisation set-up of a training script, in this order: a shuffled `drop_last` DataLoader,
+    --scale_lr applied to `args.learning_rate`, AdamW over `model`'s parameters, the DataLoader sharded by
+    `accelerator.prepare`, the training length and the LR scheduler. The model and optimizer are left for the script
+    to prepare (with any modules of its own).
+
+    Returns:
+        `(train_dataloader, optimizer, lr_scheduler, steps_per_epoch, max_train_steps, num_epochs)`.
+    """
+    train_dataloader = DataLoader(
+        train_dataset,
+        batch_size=args.train_batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.dataloader_num_workers,
+        persistent_workers=args.dataloader_num_workers > 0,
+    )
+    if args.scale_lr:
+        args.learning_rate *= args.train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes
+    optimizer = create_optimizer(args, model.parameters())
+
+    # Shard the data first: the schedule length depends on the per-process number of batches.
+    train_dataloader = accelerator.prepare(train_dataloader)
+    steps_per_epoch, max_train_steps, num_epochs = resolve_training_length(args, len(train_dataloader))
+    lr_scheduler = create_lr_scheduler(args, optimizer, max_train_steps, accelerator.num_processes)
+    return train_dataloader, optimizer, lr_scheduler, steps_per_epoch, max_train_steps, num_epochs
+
+
+def start_training_run(
+    accelerator: Accelerator,
+    args: argparse.Namespace,
+    script_logger: logging.LoggerAdapter,
+    *,
+    project_name: str,
+    num_examples: int,
+    example_noun: str,
+    max_train_steps: int,
+    num_epochs: int,
+) -> int:
+    """Start the trackers (main process; project --tracker_project_name, else `project_name`) and log the size of the
+    run through the calling script's logger, as `Num <example_noun> = <num_examples>` etc.
+
+    Returns:
+        `int`: the total batch size per optimizer step (all processes, gradient accumulation included).
+    """
+    if accelerator.is_main_process:
+        accelerator.init_trackers(args.tracker_project_name or project_name, config=tracker_config(args))
+
+    total_batch_size = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    script_logger.info("***** Running training *****")
+    script_logger.info(f"  Num {example_noun} = {num_examples}")
+    script_logger.info(f"  Num processes = {accelerator.num_processes}")
+    script_logger.info(f"  Instantaneous batch size per device = {args.train_batch_size}")
+    script_logger.info(f"  Total train batch size (w. parallel, distributed & accumulation) = {total_batch_size}")
+    script_logger.info(f"  Total optimization steps = {max_train_steps} ({num_epochs} epochs)")
+    return total_batch_size
+
+
+def load_resume_state(
+    accelerator: Accelerator, args: argparse.Namespace, steps_per_epoch: int, script_logger: logging.LoggerAdapter
+) -> tuple[int, int, int]:
+    """Load the full training state of the checkpoint --resume_from_checkpoint names, if any.
+
+    Returns:
+        `(global_step, first_epoch, resume_batches)`: optimizer steps already done, the epoch to continue in and how
+        many of its micro-batches were consumed (all zero for a new run).
+    """
+    global_step, first_epoch, resume_batches = 0, 0, 0
+    resume_path = resolve_resume_checkpoint(args)
+    if resume_path is not None:
+        accelerator.load_state(str(resume_path))
+        global_step = checkpoint_step(resume_path)
+        first_epoch = global_step // steps_per_epoch
+        resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
+        script_logger.info(f"Resumed from {resume_path} at step {global_step} (epoch {first_epoch}).")
+    return global_step, first_epoch, resume_batches
+
+
+def steps_progress_bar(accelerator: Accelerator, max_train_steps: int, global_step: int):
+    """A progress bar over optimizer steps, starting at `global_step`, shown on the local main process only."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        range(max_train_steps), initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process
+    )
+
+
+def epoch_batches(
+    accelerator: Accelerator, train_dataloader, first_epoch: int, num_epochs: int, resume_batches: int
+) -> Iterator[tuple[int, Any]]:
+    """`(epoch, batch)` for the epochs `first_epoch .. num_epochs - 1`, the first one without the `resume_batches`
+    micro-batches a resumed run already consumed. Each epoch's order comes from `set_epoch(epoch)` on the seeded
+    sampler, so it is the same whether or not the run was interrupted. Leave the loop to stop early."""
+    for epoch in range(first_epoch, num_epochs):
+        train_dataloader.set_epoch(epoch)
+        active = train_dataloader
+        if epoch == first_epoch and resume_batches:
+            active = accelerator.skip_first_batches(train_dataloader, resume_batches)
+            active.set_epoch(epoch)
+        for batch in active:
+            yield epoch, batch
+
+
+def backward_and_step(
+    accelerator: Accelerator,
+    args: argparse.Namespace,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    lr_scheduler,
+    loss: torch.Tensor,
+    global_step: int,
+) -> torch.Tensor:
+    """One micro-step's update, inside `accelerator.accumulate`: the NaN guard (`check_finite_loss`, before anything
+    changes), backward, clipping to --max_grad_norm when gradients synchronise, optimizer and scheduler steps and
+    zeroed gradients. Returns the loss averaged over the processes."""
+    mean_loss = check_finite_loss(accelerator, loss, global_step, args.output_dir)
+    accelerator.backward(loss)
+    if accelerator.sync_gradients and args.max_grad_norm > 0:
+        accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+    optimizer.step()
+    lr_scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return mean_loss
+
+
+def gather_final_model(
+    accelerator: Accelerator,
+    model: nn.Module,
+    unwrapped: nn.Module,
+    ema: ExponentialMovingAverage | None,
+    model_class: type[nn.Module],
+    config: Any,
+) -> nn.Module | None:
+    """The trained model to save, on the main process (None elsewhere): the EMA copy when there is one, else the
+    unwrapped model; under FSDP/DeepSpeed a new `model_class(config)` holding the gathered full state dict. Gathering
+    is a collective, so every rank must call this."""
+    full_state = accelerator.get_state_dict(model) if uses_sharded_states(accelerator) else None
+    if not accelerator.is_main_process:
+        return None
+    final = ema.model if ema is not None else unwrapped
+    if full_state is not None:
+        final = model_class(config)
+        final.load_state_dict(full_state)
+    return final
+
+
+def training_summary(
+    script: str,
+    accelerator: Accelerator,
+    *,
+    global_step: int,
+    max_train_steps: int,
+    total_batch_size: int,
+    start_time: float,
+    last_logs: dict[str, float],
+) -> dict[str, Any]:
+    """The first entries of a script's `training_summary.json`: run length, processes, batch size, wall time and the
+    last logged scalars (rounded); the script adds its own entries after them."""
+    return {
+        "script": script,
+        "global_step": global_step,
+        "max_train_steps": max_train_steps,
+        "num_processes": accelerator.num_processes,
+        "total_batch_size": total_batch_size,
+        "wall_time_s": round(time.time() - start_time, 1),
+        "final_logs": {k: round(float(v), 6) for k, v in last_logs.items()},
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # Data
 # ----------------------------------------------------------------------------------------------------------------------
 
@@ -692,6 +870,10 @@ def add_dataset_args(parser: argparse.ArgumentParser) -> None:
 def check_dataset_args(args: argparse.Namespace) -> None:
     if (args.dataset_name is None) == (args.train_data_dir is None):
         raise ValueError("Pass exactly one of --dataset_name and --train_data_dir.")
+    check_max_train_samples(args)
+
+
+def check_max_train_samples(args: argparse.Namespace) -> None:
     if args.max_train_samples is not None and args.max_train_samples < 1:
         raise ValueError(f"--max_train_samples = {args.max_train_samples} must be >= 1.")
 
