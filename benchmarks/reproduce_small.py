@@ -152,7 +152,8 @@ class Study:
             batch, pending = pending[: self.jobs], pending[self.jobs :]
             running = []
             for command in batch:
-                log_path = Path(command[command.index("--output_dir") + 1]).with_suffix(".log")
+                output_path = Path(command[command.index("--output_dir") + 1])
+                log_path = output_path.with_name(output_path.name + ".log")  # not with_suffix: "cfg1.5" has a dot
                 log_path.parent.mkdir(parents=True, exist_ok=True)
                 handle = open(log_path, "a")
                 running.append(
