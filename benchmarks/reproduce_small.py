@@ -252,10 +252,9 @@ class Study:
         self.run_scripts(commands)
         return {arm: {"train": len(load_codes(self.codes_dir(arm, s.train_split))[0])} for arm in arms}
 
-    def reconstruction(self, arm: str) -> dict:
-        """Test-split MSE / PSNR (pixels in [0, 1]) and rFID-FMNIST-CNN of reconstructions vs originals."""
+    def test_reconstructions(self, arm: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Test-split images and their reconstructions by the arm's tokenizer, both (N, 3, H, W) in [0, 1]."""
         from vcq_hf import VCQVQModel, load_builtin_dataset
-        from vcq_hf.metrics import FashionMNISTFeatureExtractor, compute_generation_metrics
 
         s = self.settings
         model = VCQVQModel.from_pretrained(self.tokenizer_dir(arm)).eval()
@@ -266,12 +265,18 @@ class Study:
         with torch.no_grad():
             for start in range(0, len(dataset), 500):
                 images = dataset[start : start + 500]["image"]
-                pixels = torch.stack([torch.from_numpy(np.asarray(im.convert("RGB"))) for im in images])
+                pixels = torch.stack([torch.from_numpy(np.array(im.convert("RGB"))) for im in images])
                 pixels = pixels.permute(0, 3, 1, 2).float() / 127.5 - 1.0
                 codes = model.encode(pixels).codes
                 originals.append((pixels + 1) / 2)
                 reconstructions.append((model.decode(codes).sample.clamp(-1, 1) + 1) / 2)
-        originals, reconstructions = torch.cat(originals), torch.cat(reconstructions)
+        return torch.cat(originals), torch.cat(reconstructions)
+
+    def reconstruction(self, arm: str) -> dict:
+        """Test-split MSE / PSNR (pixels in [0, 1]) and rFID-FMNIST-CNN of reconstructions vs originals."""
+        from vcq_hf.metrics import FashionMNISTFeatureExtractor, compute_generation_metrics
+
+        originals, reconstructions = self.test_reconstructions(arm)
         mse = torch.mean((originals - reconstructions) ** 2).item()
         extractor = FashionMNISTFeatureExtractor()
         real, _ = extractor.extract(originals, batch_size=500)
@@ -444,6 +449,28 @@ class Study:
         save_sample_rows(
             {arm: self.sample_path(arm, best[arm], s.num_samples) for arm in arms}, self.output_dir / "samples.png"
         )
+        return result
+
+    def prior_fidelity(self, arms: list[str]) -> dict:
+        """How well each prior models its own tokenizer's code distribution, separated from the decoder's blur:
+        metrics of the final samples against the tokenizer's reconstructions of the test split (instead of the
+        test images themselves)."""
+        from vcq_hf.metrics import FashionMNISTFeatureExtractor, compute_generation_metrics
+
+        s = self.settings
+        extractor = FashionMNISTFeatureExtractor()
+        generation = json.loads((self.output_dir / "generation.json").read_text())
+        result = {}
+        for arm in arms:
+            _, reconstructions = self.test_reconstructions(arm)
+            reference, _ = extractor.extract(reconstructions, batch_size=500)
+            result[arm] = {}
+            for label, scale in (("no_guidance", 1.0), ("best_guidance", generation[arm]["best_guidance_scale"])):
+                fake, logits = extractor.extract(np.load(self.sample_path(arm, scale, s.num_samples))["arr_0"], 500)
+                result[arm][label] = compute_generation_metrics(
+                    reference, fake, fake_logits=logits, extractor_name="FMNIST-CNN",
+                    kid_subset_size=min(1000, len(fake)), seed=s.seed,
+                )  # fmt: skip
         return result
 
 
@@ -637,6 +664,21 @@ def write_report(results: dict, settings: StudySettings, output_dir: Path, repor
             sweep = results["generation"][arm]["sweep"]
             lines.append(f"| {arm} | " + " | ".join(f"{m['FID-FMNIST-CNN']:.2f}" for m in sweep.values()) + " |")
         lines.append("")
+    if "prior_fidelity" in results:
+        lines += [
+            "## Prior fidelity: samples vs the tokenizer's own test reconstructions (FMNIST-CNN)",
+            "",
+            "| prior on | guidance | FID vs reconstructions | precision | recall |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for arm in arms:
+            for label, m in results["prior_fidelity"][arm].items():
+                if isinstance(m, dict):
+                    lines.append(
+                        f"| {arm} | {label.replace('_', ' ')} | {m['FID-FMNIST-CNN']:.2f} | "
+                        f"{m['precision-FMNIST-CNN']:.3f} | {m['recall-FMNIST-CNN']:.3f} |"
+                    )
+        lines.append("")
     if "sweep" in results:
         lines += [
             "## Schedule sweep (tokenizer level)",
@@ -678,6 +720,7 @@ def run_study(
     results["probe"] = study.stage("probe", study.probe, arms)
     results["priors"] = study.stage("priors", study.train_priors, arms)
     results["generation"] = study.stage("generation", study.generation, arms)
+    results["prior_fidelity"] = study.stage("prior_fidelity", study.prior_fidelity, arms)
     if sweep:
         results["sweep"] = study.stage("sweep", run_sweep, study)
     if report_dir is not None:

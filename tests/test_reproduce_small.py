@@ -22,7 +22,7 @@ def load_study_module():
 def test_smoke_study_end_to_end_and_resume(tmp_path, capsys):
     study = load_study_module()
     output_dir, report_dir = tmp_path / "study", tmp_path / "report"
-    results = study.main(["--smoke", "--output_dir", str(output_dir), "--report", str(report_dir)])
+    results = study.main(["--smoke", "--sweep", "--output_dir", str(output_dir), "--report", str(report_dir)])
 
     for arm in ("constant", "log"):
         assert (output_dir / f"ar-{arm}" / "model_index.json").exists()
@@ -40,8 +40,18 @@ def test_smoke_study_end_to_end_and_resume(tmp_path, capsys):
     assert results["entropy"]["log"]["codebook_sizes"][0] == 2
 
     table = (report_dir / "results.md").read_text()
-    for heading in ("Reconstruction", "Entropy cliff", "Linear probe", "Generation", "Wall time per stage"):
+    for heading in (
+        "Reconstruction",
+        "Entropy cliff",
+        "Linear probe",
+        "Generation",
+        "Prior fidelity",
+        "Schedule sweep",
+    ):
         assert f"## {heading}" in table
+    assert "## Wall time per stage" in table
+    assert set(results["sweep"]["rows"]) == {f"{kind}-kmin{k}" for kind, k in study.SMOKE.sweep_schedules}
+    assert results["prior_fidelity"]["log"]["no_guidance"]["num_fake"] == study.SMOKE.num_samples
     for plot in ("entropy.png", "probe.png", "samples.png"):
         assert (report_dir / plot).stat().st_size > 1000
     assert json.loads((report_dir / "results.json").read_text())["settings"]["tokenizer_steps"] == 4
