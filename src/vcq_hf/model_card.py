@@ -828,6 +828,16 @@ def build_demo_card(
                 results[f"{label}: final {key}"] = value
     if ar_summary.get("num_train_sequences") is not None:
         results["prior: training sequences (with flips)"] = ar_summary["num_train_sequences"]
+    # metrics.json files written by examples/evaluate.py, copied next to the checkpoint as evaluation*.json
+    for path in sorted(demo_dir.glob("evaluation*.json")):
+        evaluation = _read_json(path) or {}
+        setting = (
+            f"{evaluation.get('num_samples')} samples, guidance {evaluation.get('guidance_scale'):g}, "
+            f"vs {evaluation.get('num_reference')} {evaluation.get('reference_split')} images"
+        )
+        for key, value in (evaluation.get("metrics") or {}).items():
+            if not key.endswith("-std"):
+                results[f"samples ({setting}): {key}"] = round(value, 4)
     code_usage = vq_summary.get("code_usage")
     results_file = Path(results_path) if results_path is not None else REPRODUCTION_RESULTS
     study = _read_json(results_file)
