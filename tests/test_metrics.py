@@ -142,6 +142,14 @@ def test_kid_matches_brute_force_unbiased_mmd():
         kernel_inception_distance(x, y[:, :3])
 
 
+def test_inception_score_does_not_split_class_sorted_sets_by_class():
+    # 10 confident classes stored grouped by class: consecutive splits would each see one class (IS ~ 1)
+    logits = np.repeat(np.eye(10), 50, axis=0) * 50.0
+    assert inception_score(logits, num_splits=10, seed=None)[0] == pytest.approx(1.0, abs=1e-6)
+    assert inception_score(logits, num_splits=10)[0] > 8.0
+    assert inception_score(logits, num_splits=1)[0] == pytest.approx(10.0, rel=1e-6)
+
+
 def test_inception_score_known_answers():
     num_classes = 7
     # Uniform predictions: p(y|x) = p(y), score 1.

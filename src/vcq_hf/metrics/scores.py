@@ -195,13 +195,16 @@ def kernel_inception_distance(
     return float(values.mean()), float(values.std())
 
 
-def inception_score(logits, num_splits: int = 10) -> tuple[float, float]:
+def inception_score(logits, num_splits: int = 10, seed: int | None = 0) -> tuple[float, float]:
     """Inception Score exp(E_x KL(p(y|x) || p(y))) from classifier logits, mean and std over splits.
 
     Args:
         logits (`np.ndarray` or `torch.Tensor` of shape `(N, C)`): unnormalised class scores of generated images.
-        num_splits (`int`, *optional*, defaults to 10): the set is cut into this many consecutive splits (as in the
-            original implementation); clipped to N.
+        num_splits (`int`, *optional*, defaults to 10): the set is cut into this many splits (as in the original
+            implementation); clipped to N.
+        seed (`int`, *optional*, defaults to 0): rows are put in a random order drawn with this seed before they are
+            split, so a sample set stored grouped by class (e.g. 500 images of class 0, then class 1, ...) is not
+            scored split by split on one class each, which would push the score towards 1. `None` keeps the order.
 
     Returns:
         `tuple[float, float]`: mean and standard deviation of the score over splits. It lies in [1, C].
@@ -212,8 +215,9 @@ def inception_score(logits, num_splits: int = 10) -> tuple[float, float]:
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     probs = np.exp(log_probs)
+    order = np.arange(logits.shape[0]) if seed is None else np.random.default_rng(seed).permutation(logits.shape[0])
     scores = []
-    for part in np.array_split(np.arange(logits.shape[0]), min(num_splits, logits.shape[0])):
+    for part in np.array_split(order, min(num_splits, logits.shape[0])):
         p_yx, log_p_yx = probs[part], log_probs[part]
         log_p_y = np.log(np.clip(p_yx.mean(axis=0, keepdims=True), 1e-300, None))
         kl = (p_yx * (log_p_yx - log_p_y)).sum(axis=1).mean()
@@ -302,5 +306,5 @@ def compute_generation_metrics(
     precision, recall = precision_recall(real, fake, k=pr_k)
     result[f"precision{suffix}"], result[f"recall{suffix}"] = precision, recall
     if fake_logits is not None:
-        result[f"IS{suffix}"], result[f"IS{suffix}-std"] = inception_score(fake_logits, num_splits=is_splits)
+        result[f"IS{suffix}"], result[f"IS{suffix}-std"] = inception_score(fake_logits, num_splits=is_splits, seed=seed)
     return result
