@@ -306,5 +306,7 @@ def compute_generation_metrics(
     precision, recall = precision_recall(real, fake, k=pr_k)
     result[f"precision{suffix}"], result[f"recall{suffix}"] = precision, recall
     if fake_logits is not None:
-        result[f"IS{suffix}"], result[f"IS{suffix}-std"] = inception_score(fake_logits, num_splits=is_splits, seed=seed)
+        result[f"IS{suffix}"], result[f"IS{suffix}-std"] = inception_score(
+            fake_logits, num_splits=is_splits, seed=seed
+        )
     return result
