@@ -110,6 +110,7 @@ class Study:
         self.settings = settings
         self.jobs = jobs
         self.in_process = in_process
+        self._cache: dict = {}  # test images, reconstructions and feature sets, shared by the stages of one run
         self.log = log
         output_dir.mkdir(parents=True, exist_ok=True)
         settings_path = output_dir / "settings.json"
@@ -252,35 +253,59 @@ class Study:
         self.run_scripts(commands)
         return {arm: {"train": len(load_codes(self.codes_dir(arm, s.train_split))[0])} for arm in arms}
 
-    def test_reconstructions(self, arm: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Test-split images and their reconstructions by the arm's tokenizer, both (N, 3, H, W) in [0, 1]."""
-        from vcq_hf import VCQVQModel, load_builtin_dataset
+    def _memo(self, key, compute):
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
-        s = self.settings
-        model = VCQVQModel.from_pretrained(self.tokenizer_dir(arm)).eval()
-        dataset = load_builtin_dataset(s.dataset, s.test_split, resolution=s.resolution)
-        if s.max_test_samples:
-            dataset = dataset.select(range(min(s.max_test_samples, len(dataset))))
-        originals, reconstructions = [], []
-        with torch.no_grad():
-            for start in range(0, len(dataset), 500):
-                images = dataset[start : start + 500]["image"]
-                pixels = torch.stack([torch.from_numpy(np.array(im.convert("RGB"))) for im in images])
-                pixels = pixels.permute(0, 3, 1, 2).float() / 127.5 - 1.0
-                codes = model.encode(pixels).codes
-                originals.append((pixels + 1) / 2)
-                reconstructions.append((model.decode(codes).sample.clamp(-1, 1) + 1) / 2)
-        return torch.cat(originals), torch.cat(reconstructions)
+    def test_images(self) -> torch.Tensor:
+        """The evaluation split (`max_test_samples` applied) as (N, 3, H, W) floats in [0, 1]."""
+        from vcq_hf import load_builtin_dataset
+
+        def load() -> torch.Tensor:
+            s = self.settings
+            dataset = load_builtin_dataset(s.dataset, s.test_split, resolution=s.resolution)
+            if s.max_test_samples:
+                dataset = dataset.select(range(min(s.max_test_samples, len(dataset))))
+            pixels = np.stack([np.array(image.convert("RGB")) for image in dataset["image"]])
+            return torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255.0
+
+        return self._memo("test_images", load)
+
+    def test_reconstructions(self, arm: str) -> torch.Tensor:
+        """`test_images()` encoded and decoded by the arm's tokenizer, (N, 3, H, W) in [0, 1]."""
+        from vcq_hf import VCQVQModel
+
+        def reconstruct() -> torch.Tensor:
+            model = VCQVQModel.from_pretrained(self.tokenizer_dir(arm)).eval()
+            reconstructions = []
+            with torch.no_grad():
+                for batch in self.test_images().split(500):
+                    codes = model.encode(batch * 2.0 - 1.0).codes
+                    reconstructions.append((model.decode(codes).sample.clamp(-1, 1) + 1) / 2)
+            return torch.cat(reconstructions)
+
+        return self._memo(("reconstructions", arm), reconstruct)
+
+    def features(self, key, images) -> tuple[np.ndarray, np.ndarray | None]:
+        """FMNIST-CNN features and logits of `images()` (a callable), computed once per `key` in a run."""
+        from vcq_hf.metrics import FashionMNISTFeatureExtractor
+
+        extractor = self._memo("extractor", FashionMNISTFeatureExtractor)
+        return self._memo(("features", key), lambda: extractor.extract(images(), batch_size=500))
+
+    def sample_features(self, arm: str, guidance_scale: float, num_samples: int):
+        path = self.sample_path(arm, guidance_scale, num_samples)
+        return self.features(str(path), lambda: np.load(path)["arr_0"])
 
     def reconstruction(self, arm: str) -> dict:
         """Test-split MSE / PSNR (pixels in [0, 1]) and rFID-FMNIST-CNN of reconstructions vs originals."""
-        from vcq_hf.metrics import FashionMNISTFeatureExtractor, compute_generation_metrics
+        from vcq_hf.metrics import compute_generation_metrics
 
-        originals, reconstructions = self.test_reconstructions(arm)
+        originals, reconstructions = self.test_images(), self.test_reconstructions(arm)
         mse = torch.mean((originals - reconstructions) ** 2).item()
-        extractor = FashionMNISTFeatureExtractor()
-        real, _ = extractor.extract(originals, batch_size=500)
-        fake, _ = extractor.extract(reconstructions, batch_size=500)
+        real, _ = self.features("test", self.test_images)
+        fake, _ = self.features(("reconstructions", arm), lambda: reconstructions)
         metrics = compute_generation_metrics(
             real, fake, extractor_name="FMNIST-CNN", kid_subset_size=min(1000, len(real))
         )
@@ -406,18 +431,13 @@ class Study:
     def generation(self, arms: list[str]) -> dict:
         """gFID etc. without guidance and at the best guidance scale of a small sweep (chosen by FID on
         `sweep_samples` images), each from `num_samples` images, against the official test split."""
-        from vcq_hf import load_builtin_dataset
-        from vcq_hf.metrics import FashionMNISTFeatureExtractor, compute_generation_metrics
+        from vcq_hf.metrics import compute_generation_metrics
 
         s = self.settings
-        extractor = FashionMNISTFeatureExtractor()
-        dataset = load_builtin_dataset(s.dataset, s.test_split, resolution=s.resolution)
-        real_images = np.stack([np.asarray(image.convert("RGB")) for image in dataset["image"]])
-        real, _ = extractor.extract(real_images, batch_size=500)
+        real, _ = self.features("test", self.test_images)
 
-        def score(npz_path: Path) -> dict:
-            fake_images = np.load(npz_path)["arr_0"]
-            fake, logits = extractor.extract(fake_images, batch_size=500)
+        def score(arm: str, guidance_scale: float, num_samples: int) -> dict:
+            fake, logits = self.sample_features(arm, guidance_scale, num_samples)
             return compute_generation_metrics(
                 real,
                 fake,
@@ -429,10 +449,7 @@ class Study:
 
         scales = [1.0, *s.guidance_scales]
         self.sample([(arm, scale, s.sweep_samples) for arm in arms for scale in scales])
-        sweeps = {
-            arm: {f"{scale:g}": score(self.sample_path(arm, scale, s.sweep_samples)) for scale in scales}
-            for arm in arms
-        }
+        sweeps = {arm: {f"{scale:g}": score(arm, scale, s.sweep_samples) for scale in scales} for arm in arms}
         best = {arm: float(min(sweeps[arm], key=lambda key: sweeps[arm][key]["FID-FMNIST-CNN"])) for arm in arms}
         self.sample(
             [request for arm in arms for request in ((arm, 1.0, s.num_samples), (arm, best[arm], s.num_samples))]
@@ -440,9 +457,9 @@ class Study:
         result = {
             arm: {
                 "sweep": sweeps[arm],
-                "no_guidance": score(self.sample_path(arm, 1.0, s.num_samples)),
+                "no_guidance": score(arm, 1.0, s.num_samples),
                 "best_guidance_scale": best[arm],
-                "best_guidance": score(self.sample_path(arm, best[arm], s.num_samples)),
+                "best_guidance": score(arm, best[arm], s.num_samples),
             }
             for arm in arms
         }
@@ -455,18 +472,16 @@ class Study:
         """How well each prior models its own tokenizer's code distribution, separated from the decoder's blur:
         metrics of the final samples against the tokenizer's reconstructions of the test split (instead of the
         test images themselves)."""
-        from vcq_hf.metrics import FashionMNISTFeatureExtractor, compute_generation_metrics
+        from vcq_hf.metrics import compute_generation_metrics
 
         s = self.settings
-        extractor = FashionMNISTFeatureExtractor()
         generation = json.loads((self.output_dir / "generation.json").read_text())
         result = {}
         for arm in arms:
-            _, reconstructions = self.test_reconstructions(arm)
-            reference, _ = extractor.extract(reconstructions, batch_size=500)
+            reference, _ = self.features(("reconstructions", arm), lambda arm=arm: self.test_reconstructions(arm))
             result[arm] = {}
             for label, scale in (("no_guidance", 1.0), ("best_guidance", generation[arm]["best_guidance_scale"])):
-                fake, logits = extractor.extract(np.load(self.sample_path(arm, scale, s.num_samples))["arr_0"], 500)
+                fake, logits = self.sample_features(arm, scale, s.num_samples)
                 result[arm][label] = compute_generation_metrics(
                     reference, fake, fake_logits=logits, extractor_name="FMNIST-CNN",
                     kid_subset_size=min(1000, len(fake)), seed=s.seed,
