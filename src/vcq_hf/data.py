@@ -775,7 +775,10 @@ def build_imagefolder(
         splits (`Sequence[str]`, *optional*): splits to write; default: all ("train", "validation", "test" for
             fashion-mnist; "train", "test" otherwise). "train_full" is refused: it is train + validation, and
             imagefolder would not recognise the folder name as a split.
-        overwrite (`bool`, *optional*, defaults to `False`): replace the split folders in a non-empty `output_dir`.
+        overwrite (`bool`, *optional*, defaults to `False`): replace the split folders in a non-empty `output_dir`
+            that an earlier build wrote (it holds `vcq_data.json`); any other non-empty folder is refused. Each split
+            is written beside its folder and swapped in when complete, and a second concurrent build into the same
+            `output_dir` fails at once (`FolderLockedError`) instead of mixing its files in.
         cache_dir (`str` or `os.PathLike`, *optional*): cache for the built splits (see `load_builtin_dataset`).
         **options: the data set's options (see `load_builtin_dataset`).
 
@@ -804,36 +807,75 @@ def build_imagefolder(
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(f"output_dir {output_dir} exists and is not a directory.")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"output_dir {output_dir} is not empty; pass overwrite=True (--overwrite) to replace.")
+    from vcq_hf.training_utils.files import atomic_write_json, atomic_write_text, folder_lock, replace_folder
 
+    created = not output_dir.exists()
+    try:
+        # One writer per folder: a second concurrent build fails at once instead of interleaving its files.
+        with folder_lock(output_dir, what="another `vcq data build`"):
+            _check_build_target(output_dir, overwrite, created)
+            metadata = _write_imagefolder(
+                spec, output_dir, splits, resolution, resolved_options, options, cache_dir, replace_folder
+            )
+            atomic_write_text(output_dir / CLASSES_FILENAME, "".join(f"{name}\n" for name in metadata["class_names"]))
+            atomic_write_json(output_dir / METADATA_FILENAME, metadata)
+    except BaseException:
+        if created and output_dir.is_dir() and not any(output_dir.iterdir()):
+            output_dir.rmdir()
+        raise
+    return metadata
+
+
+def _check_build_target(output_dir: Path, overwrite: bool, created: bool) -> None:
+    """A build may write into a new or empty folder, or with `overwrite` into a folder an earlier build wrote."""
+    if created:
+        return
+    entries = list(output_dir.iterdir())
+    if not entries:
+        return
+    if not overwrite:
+        raise FileExistsError(f"output_dir {output_dir} is not empty; pass overwrite=True (--overwrite) to replace.")
+    if not (output_dir / METADATA_FILENAME).is_file():
+        raise FileExistsError(
+            f"output_dir {output_dir} is not empty and was not written by `vcq data build` (it has no "
+            f"{METADATA_FILENAME}); refusing to replace anything in it. Choose an empty or new folder."
+        )
+
+
+def _write_imagefolder(
+    spec, output_dir: Path, splits, resolution, resolved_options, options, cache_dir, replace_folder
+) -> dict[str, Any]:
+    """Write each split into a temporary folder beside its target and swap it in when complete."""
     import datasets
     from tqdm.auto import tqdm
 
     split_info: dict[str, Any] = {}
     class_names: list[str] = []
     for split in splits:
-        dataset = load_builtin_dataset(name, split, resolution, cache_dir=cache_dir, **options)
+        dataset = load_builtin_dataset(spec.name, split, resolution, cache_dir=cache_dir, **options)
         class_names = dataset.features["label"].names
         folders = class_dir_names(class_names)
         split_dir = output_dir / split
-        if split_dir.exists():
-            shutil.rmtree(split_dir)
-        for folder in folders:
-            (split_dir / folder).mkdir(parents=True, exist_ok=True)
-        width = max(5, len(str(len(dataset) - 1)))
-        labels = np.asarray(dataset["label"])
-        stored = dataset.cast_column("image", datasets.Image(decode=False))
-        for row, example in enumerate(tqdm(stored, desc=f"writing {split}", disable=None)):
-            path = split_dir / folders[example["label"]] / f"{row:0{width}d}.png"
-            path.write_bytes(_as_rgb_png(example["image"]["bytes"]))
-        counts = np.bincount(labels, minlength=len(class_names)).tolist()
-        split_info[split] = {"num_images": len(dataset), "per_class": dict(zip(class_names, counts))}
-        # Empty class folders are invisible to imagefolder; drop them so the layout holds only images.
-        for folder in folders:
-            if not any((split_dir / folder).iterdir()):
-                (split_dir / folder).rmdir()
-    metadata = {
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{split}.build-", dir=output_dir))
+        try:
+            for folder in folders:
+                (tmp_dir / folder).mkdir(parents=True, exist_ok=True)
+            width = max(5, len(str(len(dataset) - 1)))
+            labels = np.asarray(dataset["label"])
+            stored = dataset.cast_column("image", datasets.Image(decode=False))
+            for row, example in enumerate(tqdm(stored, desc=f"writing {split}", disable=None)):
+                path = tmp_dir / folders[example["label"]] / f"{row:0{width}d}.png"
+                path.write_bytes(_as_rgb_png(example["image"]["bytes"]))
+            counts = np.bincount(labels, minlength=len(class_names)).tolist()
+            split_info[split] = {"num_images": len(dataset), "per_class": dict(zip(class_names, counts))}
+            # Empty class folders are invisible to imagefolder; drop them so the layout holds only images.
+            for folder in folders:
+                if not any((tmp_dir / folder).iterdir()):
+                    (tmp_dir / folder).rmdir()
+            replace_folder(tmp_dir, split_dir)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    return {
         "name": spec.name,
         "description": spec.title,
         "notes": spec.notes,
@@ -847,9 +889,6 @@ def build_imagefolder(
         "class_dirs": class_dir_names(class_names),
         "splits": split_info,
     }
-    (output_dir / CLASSES_FILENAME).write_text("".join(f"{class_name}\n" for class_name in class_names))
-    (output_dir / METADATA_FILENAME).write_text(json.dumps(metadata, indent=2) + "\n")
-    return metadata
 
 
 # Column names tried, in order, when a dataset has several candidate image or label columns.
