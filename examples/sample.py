@@ -4,7 +4,7 @@
 Image i gets class `classes[i % len(classes)]` and its own generator seeded with `(seed, i)`, so the result does not
 depend on the number of processes or the batch size. Each rank samples a contiguous block of indices; rank 0 writes
 `samples.npz` (`arr_0`: uint8 (N, H, W, 3), the format of the ADM evaluator used by ImageNet papers; `labels`:
-int64 (N,)) and `sample_info.json`. PNGs go to `output_dir/images/<index>_<class id>.png` unless `--no_png`.
+int64 (N,); `codes`: int64 (N, T), the sampled image codes, for `vcq analyze copies`) and `sample_info.json`. PNGs go to `output_dir/images/<index>_<class id>.png` unless `--no_png`.
 
     accelerate launch --num_processes 8 examples/sample.py --pipeline_path vcq-imagenet \
         --num_samples 50000 --guidance_scale 2.0 --batch_size 125 --output_dir samples-50k
@@ -77,11 +77,14 @@ def main(args: argparse.Namespace) -> Path:
     accelerator.wait_for_everyone()
 
     with accelerator.split_between_processes(list(range(args.num_samples))) as indices:
-        arrays = []
+        arrays, code_arrays = [], []
         for batch in su.index_batches(accelerator, indices, args.batch_size):
             generators = su.sample_generators(args.seed, batch)
-            # (B, H, W, C) in [0, 1]
-            images = su.generate(accelerator, pipeline, args, [labels[i] for i in batch], generators, "np")
+            # (B, H, W, C) in [0, 1]; (B, T) codes
+            images, codes = su.generate(
+                accelerator, pipeline, args, [labels[i] for i in batch], generators, "np", return_codes=True
+            )
+            code_arrays.append(codes.cpu().numpy().astype(np.int64))
             uint8 = np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
             if uint8.shape[-1] == 1:
                 uint8 = np.repeat(uint8, 3, axis=-1)
@@ -90,17 +93,24 @@ def main(args: argparse.Namespace) -> Path:
                 for index, image in zip(batch, uint8):
                     Image.fromarray(image).save(image_dir / f"{index:06d}_{labels[index]}.png")
         shard = np.concatenate(arrays) if arrays else np.zeros((0, 1, 1, 3), np.uint8)
-        np.savez(shard_dir / f"rank-{accelerator.process_index:05d}.npz", arr_0=shard, index=np.asarray(indices))
+        shard_codes = np.concatenate(code_arrays) if code_arrays else np.zeros((0, 1), np.int64)
+        np.savez(
+            shard_dir / f"rank-{accelerator.process_index:05d}.npz",
+            arr_0=shard,
+            codes=shard_codes,
+            index=np.asarray(indices),
+        )
     accelerator.wait_for_everyone()
 
     npz_path = output_dir / args.npz_name
     if accelerator.is_main_process:
         shards = [np.load(shard_dir / f"rank-{rank:05d}.npz") for rank in range(accelerator.num_processes)]
         images = np.concatenate([s["arr_0"] for s in shards if len(s["index"])])
+        codes = np.concatenate([s["codes"] for s in shards if len(s["index"])])
         order = np.concatenate([s["index"] for s in shards])
         if not np.array_equal(order, np.arange(args.num_samples)):
             raise RuntimeError(f"Sample shards do not cover 0..{args.num_samples - 1} in order.")
-        np.savez(npz_path, arr_0=images, labels=np.asarray(labels, dtype=np.int64))
+        np.savez(npz_path, arr_0=images, labels=np.asarray(labels, dtype=np.int64), codes=codes)
         shutil.rmtree(shard_dir)
         tu.write_json(
             output_dir / "sample_info.json",

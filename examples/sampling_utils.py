@@ -97,10 +97,12 @@ def generate(
     class_labels: list[int],
     generators: list[torch.Generator],
     output_type: str,
+    return_codes: bool = False,
 ) -> Any:
-    """One pipeline call under `accelerator.autocast()` with the sampling flags; returns its `.images`."""
+    """One pipeline call under `accelerator.autocast()` with the sampling flags; returns its `.images` (and, with
+    `return_codes`, the `(B, T)` sampled codes as a second value)."""
     with accelerator.autocast():
-        return pipeline(
+        output = pipeline(
             class_labels=class_labels,
             guidance_scale=args.guidance_scale,
             guidance_schedule=args.guidance_schedule,
@@ -109,7 +111,8 @@ def generate(
             top_p=args.top_p,
             generator=generators,
             output_type=output_type,
-        ).images
+        )
+    return (output.images, output.codes) if return_codes else output.images
 
 
 def sampling_settings(args: argparse.Namespace, accelerator: Accelerator) -> dict[str, Any]:

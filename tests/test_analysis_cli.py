@@ -107,3 +107,70 @@ def test_clean_errors(tmp_path, capsys):
         main(["analyze", "probe", "--codes", str(tmp_path / "codes.npy")])
     assert exit_info.value.code == 2
     assert "no labels" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- memorisation commands
+def test_nll_command_on_a_saved_prior(tmp_path, capsys):
+    import torch
+
+    from vcq_hf import VCQConfig, VCQForCausalLM
+
+    torch.manual_seed(0)
+    model = VCQForCausalLM(VCQConfig.from_preset("tiny"))
+    model.save_pretrained(tmp_path / "prior")
+    rng = np.random.default_rng(0)
+    sizes = model.config.codebook_sizes
+    codes = np.stack([rng.integers(0, k, 30) for k in sizes], axis=1).astype(np.int32)
+    labels = rng.integers(0, model.config.num_classes, 30)
+    save_codes_dataset(tmp_path / "train", codes[:20], labels[:20])
+    save_codes_dataset(tmp_path / "test", codes[20:], labels[20:])
+    argv = ["analyze", "nll", "--prior", str(tmp_path / "prior"), "--codes", str(tmp_path / "train")]
+    argv += ["--test-codes", str(tmp_path / "test"), "--num-train-images", "1024", "--output-dir", str(tmp_path / "o")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "on 20 sequences" in out and "on 10;" in out and "log2 N = 10.00" in out
+    report = json.loads((tmp_path / "o" / "nll.json").read_text())
+    assert len(report["gap_per_position"]) == len(sizes) and report["train"]["conditioning"] == "class"
+    assert report["gap_bits_per_image"] == pytest.approx(
+        report["test"]["mean_bits_per_image"] - report["train"]["mean_bits_per_image"]
+    )
+    assert (tmp_path / "o" / "nll.png").is_file()
+    assert main([*argv[:-2], "--unconditional", "--max-sequences", "5"]) == 0
+    assert "on 5 sequences" in capsys.readouterr().out
+
+
+def test_copies_command_counts_exact_copies(tmp_path, capsys):
+    codes, labels = enumerated_codes()
+    save_codes_dataset(tmp_path / "train", codes[:200], labels[:200])
+    samples = np.concatenate([codes[:30], codes[200:210]])  # 30 copies, 10 new sequences
+    np.savez(tmp_path / "samples.npz", arr_0=np.zeros((40, 4, 4, 3), np.uint8), codes=samples)
+    np.save(tmp_path / "test.npy", codes[200:])
+    argv = ["analyze", "copies", "--samples", str(tmp_path / "samples.npz"), "--codes", str(tmp_path / "train")]
+    assert main([*argv, "--test-codes", str(tmp_path / "test.npy"), "--output-dir", str(tmp_path / "o")]) == 0
+    report = json.loads((tmp_path / "o" / "copies.json").read_text())
+    assert report["samples"]["copy_rate"] == 0.75 and report["heldout"]["copy_rate"] == 0.0
+    assert report["heldout"]["prefix_match_rate"][4] == 0.0  # the 4-token prefixes are all distinct
+    assert "copy rate 0.7500" in capsys.readouterr().out
+    np.savez(tmp_path / "images_only.npz", arr_0=np.zeros((2, 4, 4, 3), np.uint8))
+    with pytest.raises(SystemExit):
+        main(["analyze", "copies", "--samples", str(tmp_path / "images_only.npz"), "--codes", str(tmp_path / "train")])
+    assert "no 'codes' array" in capsys.readouterr().err
+
+
+def test_nearest_command_flags_copied_images(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, size=(60, 28, 28, 3), dtype=np.uint8)
+    heldout = rng.integers(0, 256, size=(40, 28, 28, 3), dtype=np.uint8)
+    np.savez(tmp_path / "train.npz", arr_0=train)
+    np.savez(tmp_path / "heldout.npz", arr_0=heldout)
+    np.savez(tmp_path / "copies.npz", arr_0=train[:20])
+    argv = ["analyze", "nearest", "--samples", str(tmp_path / "copies.npz"), "--train-images"]
+    argv += [str(tmp_path / "train.npz"), "--heldout-images", str(tmp_path / "heldout.npz")]
+    assert main([*argv, "--features", "fmnist-cnn", "--output-dir", str(tmp_path / "o")]) == 0
+    report = json.loads((tmp_path / "o" / "nearest.json").read_text())
+    assert report["sample_median"] < 1e-2 < report["heldout_median"] and report["close_rate_q01"] == 1.0
+    assert report["distinct_nearest_training_images"] == 20
+    assert "closer than the 1% quantile" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["analyze", "nearest", "--samples", str(tmp_path / "copies.npz"), "--train-images", "nonsense"])
+    assert "NAME:SPLIT" in capsys.readouterr().err

@@ -278,6 +278,8 @@ def test_train_ar_pipeline_and_sample(workspace, tmp_path):
     npz = np.load(samples_dir / "samples.npz")
     assert npz["arr_0"].shape == (5, 12, 12, 3) and npz["arr_0"].dtype == np.uint8
     assert npz["labels"].tolist() == [2, 0, 2, 0, 2]
+    sizes = VCQPipeline.from_pretrained(out).transformer.config.codebook_sizes
+    assert npz["codes"].shape == (5, len(sizes)) and (npz["codes"] < np.asarray(sizes)).all()  # for `analyze copies`
     pngs = sorted(p.name for p in (samples_dir / "images").iterdir())
     assert pngs == ["000000_2.png", "000001_0.png", "000002_2.png", "000003_0.png", "000004_2.png"]
     # Per-image seeds: a different batch size gives the same images.
@@ -286,6 +288,7 @@ def test_train_ar_pipeline_and_sample(workspace, tmp_path):
                                    "--output_dir", str(tmp_path / "again"), "--class_labels", "fashion", "0",
                                    "--no_png"]))  # fmt: skip
     assert np.array_equal(np.load(tmp_path / "again" / "samples.npz")["arr_0"], npz["arr_0"])
+    assert np.array_equal(np.load(tmp_path / "again" / "samples.npz")["codes"], npz["codes"])
     assert not (tmp_path / "again" / "images").exists()
 
 

@@ -14,7 +14,10 @@ from collections.abc import Sequence
 
 # command name -> (module, one-line help). Keep sorted by name.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "analyze": ("vcq_hf.analysis.cli", "Analyse extracted codes: entropy cliff (entropy) and linear probe (probe)."),
+    "analyze": (
+        "vcq_hf.analysis.cli",
+        "Analyse codes and priors: entropy cliff, linear probe, memorisation (nll, copies, nearest).",
+    ),
     "data": ("vcq_hf.data", "Build real offline image data sets (Fashion-MNIST, emoji, digits)."),
     "generate": (
         "vcq_hf.cli_generate",
