@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Analyse codes and priors: entropy cliff, linear probe, memorisation (nll, copies, nearest).",
     ),
     "data": ("vcq_hf.data", "Build real offline image data sets (Fashion-MNIST, emoji, digits)."),
+    "demo": ("vcq_hf.gradio_app", "Serve a Gradio web demo of a VCQPipeline (needs the demo extra)."),
     "generate": (
         "vcq_hf.cli_generate",
         "Generate class-conditional images with a VCQPipeline into a labelled PNG grid.",

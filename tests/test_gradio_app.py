@@ -1,0 +1,356 @@
+"""Tests of the web demo (`vcq demo`, `app.py`): its sampling and coarse-to-fine logic on a tiny random pipeline, the
+missing-extra error, and, when Chromium, chromedriver, selenium and Gradio are installed, the page in a real headless
+browser on the bundled demo checkpoint."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vcq_hf import VCQConfig, VCQForCausalLM, VCQMask, VCQVQConfig, VCQVQModel
+from vcq_hf.cli import main as vcq_main
+from vcq_hf.gradio_app import INSTALL_HINT, MAX_IMAGES, Generation, VCQDemo, prefix_lengths, require_gradio
+from vcq_hf.pipeline_vcq import VCQPipeline
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def demo() -> VCQDemo:
+    """A tiny random pipeline: T = 5, K_t = [3, 6, 11, 20, 37], 3 named classes."""
+    torch.manual_seed(0)
+    vq_config = VCQVQConfig.from_preset("tiny")
+    vq_model = VCQVQModel(vq_config).eval()
+    transformer = VCQForCausalLM(VCQConfig.from_vq_config(vq_config, preset="tiny")).eval()
+    pipe = VCQPipeline(vq_model, transformer, id2label={0: "cat", 1: "dog", 2: "fish"})
+    return VCQDemo(pipe)
+
+
+@torch.no_grad()
+def greedy_completion(pipe: VCQPipeline, label: int, prefix: list[int], guidance_scale: float) -> list[int]:
+    """The prior's greedy continuation of `prefix`, without a KV cache: full cond and null forwards at each step."""
+    config = pipe.transformer.config
+    mask = VCQMask(codebook_sizes=config.codebook_sizes, prompt_length=1)
+    cond = torch.tensor([config.class_token_ids([label]) + prefix])
+    null = torch.tensor([[config.null_class_token_id] + prefix])
+    while cond.shape[1] - 1 < config.num_image_tokens:
+        cond_logits = pipe.transformer(input_ids=cond).logits[:, -1].float()
+        null_logits = pipe.transformer(input_ids=null).logits[:, -1].float()
+        logits = null_logits + guidance_scale * (cond_logits - null_logits)
+        next_code = mask(cond, logits).argmax(-1, keepdim=True)
+        cond, null = torch.cat([cond, next_code], 1), torch.cat([null, next_code], 1)
+    return cond[0, 1:].tolist()
+
+
+# ------------------------------------------------------------------------------------------------- logic (no Gradio)
+
+
+def test_prefix_lengths():
+    assert prefix_lengths(1) == [1]
+    assert prefix_lengths(5) == [1, 2, 4, 5]
+    assert prefix_lengths(256) == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    with pytest.raises(ValueError, match="num_tokens = 0 is out of range"):
+        prefix_lengths(0)
+
+
+def test_class_choices_show_names_and_ids(demo):
+    assert demo.class_choices() == [("0: cat", 0), ("1: dog", 1), ("2: fish", 2)]
+
+
+def test_defaults_are_the_pipelines(demo):
+    import inspect
+
+    parameters = inspect.signature(VCQPipeline.__call__).parameters
+    for name, value in demo.sampling_defaults().items():
+        assert value == parameters[name].default
+
+
+def test_same_seed_same_images_and_image_i_uses_seed_plus_i(demo):
+    kwargs = dict(guidance_scale=2.0, guidance_schedule="constant", temperature=1.0, top_k=None, top_p=None)
+    images, record = demo.generate("dog", num_images=3, seed=7, **kwargs)
+    again, record_again = demo.generate(1, num_images=3, seed=7, **kwargs)
+    assert [im.size for im in images] == [(demo.image_size, demo.image_size)] * 3
+    assert record == record_again and record.class_id == 1
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(images, again))
+    # Image 1 of seed 7 is image 0 of seed 8 (as in `vcq generate`), and another seed gives other codes.
+    shifted, record_shifted = demo.generate("dog", num_images=1, seed=8, **kwargs)
+    assert record_shifted.codes[0] == record.codes[1]
+    assert np.array_equal(np.asarray(shifted[0]), np.asarray(images[1]))
+    other = demo.generate("dog", num_images=3, seed=1000, **kwargs)[1]
+    assert other.codes != record.codes
+
+
+def test_progress_is_reported_for_every_token(demo):
+    calls = []
+    demo.generate(0, 2, 2.0, "linear", 1.0, None, None, 0, progress=lambda fraction, text: calls.append(fraction))
+    assert calls == [(t + 1) / demo.num_tokens for t in range(demo.num_tokens)]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_images": 0}, rf"number of images = 0 is out of range: it must be an integer in \[1, {MAX_IMAGES}\]"),
+        ({"num_images": MAX_IMAGES + 1}, "number of images = 17 is out of range"),
+        ({"seed": -1}, r"seed = -1 is out of range: it must be an integer in \[0, 4294967295\]"),
+        ({"class_label": "dgo"}, "Unknown class name 'dgo'. Did you mean: 'dog'"),
+        ({"class_label": 3}, r"class label 3 .* is out of range: this model has 3 classes"),
+        ({"guidance_scale": -1.0}, "guidance_scale = -1.0 is out of range"),
+        ({"temperature": 0.0}, "temperature = 0.0 is out of range"),
+        ({"top_k": 0}, "top_k = 0 is out of range"),
+        ({"guidance_schedule": "cosine"}, "guidance_schedule = 'cosine' is not supported"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_value(demo, kwargs, match):
+    arguments = dict(
+        class_label=0,
+        num_images=1,
+        guidance_scale=2.0,
+        guidance_schedule="constant",
+        temperature=1.0,
+        top_k=None,
+        top_p=None,
+        seed=0,
+    )
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        demo.generate(**arguments)
+
+
+@pytest.mark.parametrize("guidance_scale", [1.0, 3.0])
+def test_coarse_to_fine_keeps_k_tokens_and_fills_the_rest_greedily(demo, guidance_scale):
+    images, record = demo.generate(2, 2, guidance_scale, "constant", 1.0, None, None, 3)
+    decodes = demo.coarse_to_fine(record, 1)
+    lengths = prefix_lengths(demo.num_tokens)
+    assert [caption for _, caption in decodes] == ["first 1 token", "first 2 tokens", "first 4 tokens", "all 5 tokens"]
+    # Every decode is the tokenizer's decode of prefix + the prior's greedy continuation (computed without a cache).
+    expected_codes = [greedy_completion(demo.pipe, 2, record.codes[1][:k], guidance_scale) for k in lengths]
+    assert expected_codes[-1] == record.codes[1]
+    with torch.no_grad():
+        expected = demo.pipe.vq_model.decode(torch.tensor(expected_codes)).sample
+    expected = demo.pipe.image_processor.postprocess(expected, output_type="pil")
+    for (image, _), reference in zip(decodes, expected):
+        assert np.array_equal(np.asarray(image), np.asarray(reference))
+    assert np.array_equal(np.asarray(decodes[-1][0]), np.asarray(images[1]))
+
+
+def test_coarse_to_fine_refuses_a_missing_image(demo):
+    record = Generation(class_id=0, guidance_scale=1.0, guidance_schedule="constant", codes=[[0] * demo.num_tokens])
+    with pytest.raises(ValueError, match=r"image 1 is out of range: the last generation made 1 images"):
+        demo.coarse_to_fine(record, 1)
+
+
+def test_schedule_figure_plots_the_schedule(demo):
+    figure = demo.schedule_figure()
+    line = figure.axes[0].get_lines()[0]
+    assert list(line.get_ydata()) == demo.codebook_sizes
+
+
+# ------------------------------------------------------------------------------------------------------ the command
+
+
+def test_missing_gradio_names_the_extra(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` now raises ImportError
+    with pytest.raises(ImportError, match=r"optional extra: pip install \"vcq_hf\[demo\]\""):
+        require_gradio()
+    assert vcq_main(["demo"]) == 2
+    assert INSTALL_HINT in capsys.readouterr().err
+
+
+def test_demo_command_refuses_bad_port_and_model(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        vcq_main(["demo", "--port", "70000"])
+    assert exit_info.value.code == 2
+    assert "--port 70000 is out of range" in capsys.readouterr().err
+    pytest.importorskip("gradio")
+    with pytest.raises(SystemExit) as exit_info:
+        vcq_main(["demo", "--model", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "has no model_index.json" in capsys.readouterr().err
+
+
+def test_app_py_is_the_demo_command(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["app.py", "--help"])
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(REPO_ROOT / "app.py"), run_name="__main__")
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--model" in out and "--port" in out and "--host" in out
+
+
+# ------------------------------------------------------------------------------------------------ the page, a browser
+
+
+def _browser_missing() -> str | None:
+    missing = [name for name in ("chromium", "chromedriver") if shutil.which(name) is None]
+    for module in ("selenium", "gradio"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(f"the {module} package")
+    if missing:
+        return (
+            f"browser test needs {', '.join(missing)}: apt-get install chromium chromium-driver and "
+            'pip install -e ".[dev]" (.ci/run installs them)'
+        )
+    return None
+
+
+BROWSER_MISSING = _browser_missing()
+browser = pytest.mark.skipif(BROWSER_MISSING is not None, reason=BROWSER_MISSING or "")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def page():
+    """The bundled demo served on a free 127.0.0.1 port, and headless Chromium on it."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    from vcq_hf.gradio_app import build_app, serve
+
+    demo = VCQDemo.from_pretrained(None)
+    app = serve(build_app(demo), host="127.0.0.1", port=_free_port(), prevent_thread_lock=True, quiet=True)
+    options = Options()
+    options.binary_location = shutil.which("chromium")
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    driver.set_page_load_timeout(60)
+    try:
+        driver.get(app.local_url)
+        yield demo, driver
+    finally:
+        driver.quit()
+        app.close()
+
+
+def _wait(driver, condition, timeout: float = 60.0, what: str = "the page"):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message=f"timed out waiting for {what}")
+
+
+_GALLERY_PIXELS = """
+const images = Array.from(document.querySelectorAll(arguments[0] + ' .grid-container img'));
+if (images.length === 0 || !images.every(img => img.complete && img.naturalWidth > 0)) return null;
+return images.map(img => {
+  const canvas = document.createElement('canvas');
+  canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+  const context = canvas.getContext('2d');
+  context.drawImage(img, 0, 0);
+  return {src: img.src, width: img.naturalWidth, height: img.naturalHeight,
+          rgba: Array.from(context.getImageData(0, 0, canvas.width, canvas.height).data)};
+});
+"""
+
+
+def _gallery(driver, selector: str, previous: list | None = None, count: int | None = None) -> list[dict]:
+    """The images of a gallery once loaded (and different from `previous`), with their pixels read in the page."""
+
+    def ready(driver):
+        images = driver.execute_script(_GALLERY_PIXELS, selector)
+        if not images or (count is not None and len(images) != count):
+            return None
+        if previous is not None and [im["src"] for im in images] == [im["src"] for im in previous]:
+            return None
+        return images
+
+    return _wait(driver, ready, what=f"the images of {selector}")
+
+
+def _rgb(image: dict) -> np.ndarray:
+    return np.array(image["rgba"], dtype=np.uint8).reshape(image["height"], image["width"], 4)[..., :3]
+
+
+def _set_number(driver, selector: str, value) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    field = driver.find_element(By.CSS_SELECTOR, f"{selector} input[type=number]")
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(str(value), Keys.TAB)
+
+
+@browser
+@pytest.mark.browser
+def test_page_in_headless_chromium(page):
+    from selenium.webdriver.common.by import By
+
+    demo, driver = page
+    started = time.perf_counter()
+    # Choose a class from the dropdown (names and ids), 2 images, seed 11.
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#vcq-class input"), what="the class dropdown")
+    driver.find_element(By.CSS_SELECTOR, "#vcq-class input").click()
+    option = _wait(
+        driver, lambda d: d.find_elements(By.CSS_SELECTOR, '[role=option][aria-label="7: Sneaker"]'), what="options"
+    )
+    option[0].click()
+    _set_number(driver, "#vcq-num-images", 2)
+    _set_number(driver, "#vcq-seed", 11)
+    driver.find_element(By.CSS_SELECTOR, "#vcq-generate").click()
+    first = _gallery(driver, "#vcq-gallery", count=2)
+    assert all((im["width"], im["height"]) == (demo.image_size, demo.image_size) for im in first)
+    status = driver.find_element(By.CSS_SELECTOR, "#vcq-status").text
+    assert "2 image(s) of class 7: Sneaker" in status and "seeds 11..12" in status
+
+    # The page shows exactly the pipeline's images for these settings (PNG: lossless).
+    defaults = demo.sampling_defaults()
+    expected, _ = demo.generate(
+        "Sneaker", 2, defaults["guidance_scale"], defaults["guidance_schedule"], defaults["temperature"],
+        defaults["top_k"], defaults["top_p"], seed=11,
+    )  # fmt: skip
+    for shown, reference in zip(first, expected):
+        assert np.array_equal(_rgb(shown), np.asarray(reference))
+
+    # Another seed gives other pixels; the first seed again gives the same pixels.
+    _set_number(driver, "#vcq-seed", 12)
+    driver.find_element(By.CSS_SELECTOR, "#vcq-generate").click()
+    second = _gallery(driver, "#vcq-gallery", previous=first, count=2)
+    assert not np.array_equal(_rgb(second[0]), _rgb(first[0]))
+    assert np.array_equal(_rgb(second[0]), _rgb(first[1]))  # seed 12 is image 1 of seed 11
+    _set_number(driver, "#vcq-seed", 11)
+    driver.find_element(By.CSS_SELECTOR, "#vcq-generate").click()
+    third = _gallery(driver, "#vcq-gallery", previous=second, count=2)
+    assert all(np.array_equal(_rgb(a), _rgb(b)) for a, b in zip(third, first))
+
+    # A bad value is refused in the page, with the allowed range, and nothing is generated.
+    _set_number(driver, "#vcq-seed", -5)
+    driver.find_element(By.CSS_SELECTOR, "#vcq-generate").click()
+    error = _wait(
+        driver,
+        lambda d: [e for e in d.find_elements(By.CSS_SELECTOR, ".toast-body") if "-5" in e.text],
+        what="the error for seed -5",
+    )
+    assert "minimum" in error[0].text.lower() or "out of range" in error[0].text.lower(), error[0].text
+
+    # VCQ view: the schedule plot, and the coarse-to-fine decodes of the first image.
+    driver.find_element(By.XPATH, "//button[@role='tab' and contains(., 'VCQ view')]").click()
+    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#vcq-schedule img"), what="the schedule plot")
+    driver.find_element(By.CSS_SELECTOR, "#vcq-coarse-to-fine").click()
+    lengths = prefix_lengths(demo.num_tokens)
+    decodes = _gallery(driver, "#vcq-decodes", count=len(lengths))
+    assert np.array_equal(_rgb(decodes[-1]), _rgb(first[0]))  # all T tokens: the image itself
+    elapsed = time.perf_counter() - started
+
+    screenshots = os.environ.get("VCQ_DEMO_SCREENSHOT_DIR")
+    if screenshots:
+        driver.save_screenshot(os.path.join(screenshots, "webdemo_vcq_view.png"))
+    print(f"browser interactions took {elapsed:.1f} s")
