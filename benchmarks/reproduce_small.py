@@ -1,26 +1,41 @@
 #!/usr/bin/env python
-"""Reproduce the paper's claims at small scale: VCQ (log schedule) vs the uniform codebook on Fashion-MNIST 32x32.
+"""Study v2: test VCQ's claims at small scale, with the prior in the memorisation regime the paper describes.
 
-Runs the project's own scripts end to end, twice, with configurations that differ only in the tokenizer's
-`schedule` field (`constant` = uniform K_max at every position, the paper's baseline; `log` = K_t from K_min to
-K_max), then measures:
+Arms (Fashion-MNIST 32x32, T = 32, K_max = 1024): the uniform codebook (`constant` schedule) and VCQ's log, linear
+and cosine schedules from K_min = 2. Every arm gets a tokenizer (one recipe, `tokenizer_recipe()`) and priors of
+identical architecture, steps, seed and data order; the arms differ in the tokenizer's `schedule` field only.
 
-1. reconstruction of the official test split (MSE, PSNR, rFID with the Fashion-MNIST domain classifier) and the
-   per-position code usage of the two tokenizers;
-2. the per-position conditional entropy of both training code sets, predicted and observed cliffs, on one plot;
-3. the first-k linear probe (k = 0..T) on both code sets;
-4. two AR priors of identical size and budget: gFID / KID / precision / recall with the domain extractor, without
-   guidance and at the best guidance scale of a small sweep, from the same number of samples;
-5. optionally (`--sweep`), tokenizer-level results (reconstruction, entropy, probe) for more schedules and K_min.
+Stages, in run order (each one resumable; see below):
 
-Every stage writes its outputs under `--output_dir/<stage>/` and a `<stage>.json` result; a rerun skips finished
-stages, and an interrupted training resumes from its last checkpoint (`--resume_from_checkpoint latest`). Training
-pairs run as two processes with one thread each, which is faster than one 2-thread process on 2 cores.
+1. `calibrate`: a few real training steps of the tokenizer and of each prior size, timed from their logs, plus
+   timed sampling, encoding, likelihood and feature extraction; the plan of every later stage is printed from these
+   costs before anything long runs.
+2. Tokenizers for every arm (seed 0), their codes, and per arm: reconstruction (PSNR, rFID in every feature space),
+   the entropy cliff at every training-set size N, the first-k probe (one-hot and codebook-embedding features).
+3. Main cells: one prior per arm (N = 60k, `small`). Per cell: prior NLL in bits/image on its training codes vs the
+   held-out test codes (per position and summed: the generalisation gap), a guidance sweep extended until its best
+   scale is not at its upper edge, then gFID / KID / precision / recall / IS / classifier accuracy without guidance
+   and at the best scale in every feature space (FMNIST-CNN and EfficientNet-Lite0), the copy rate and longest
+   shared prefix of the generated codes (with the held-out test codes as the reference rate), nearest-training-image
+   distances of the samples in feature space (against those of held-out images), FID against the tokenizer's own
+   reconstructions (prior fidelity).
+4. `best-arm`: the VCQ arm with the lowest gFID without guidance in the main cells (or `--best_vcq_arm`).
+5. Regime cells for the uniform and the best VCQ arm: N in {60k, 5k, 1k} x prior {tiny, small} x prior length
+   (the long runs only at small N) — where the uniform prior should start to memorise.
+6. Seed cells: the uniform and the best VCQ arm with more seeds (tokenizer + prior), reported as mean ± spread.
+7. Emoji cells: a second domain (`vcq data build emoji`), uniform vs the best VCQ arm, same measures.
+8. Report (`--report DIR`): results.md (every table), results.json, plots (entropy per position, NLL gap per
+   position, probe curves, sample grids per arm).
 
-    python benchmarks/reproduce_small.py --output_dir runs/reproduce_small          # the full study (~1-2 h, 2 CPUs)
-    python benchmarks/reproduce_small.py --output_dir /tmp/smoke --smoke            # same code path, tiny settings
+Every stage writes `<output_dir>/<stage>.json` and is skipped on a rerun; an interrupted training resumes from its
+last checkpoint; sample sets and feature sets are cached on disk. `settings.json` pins the settings (including the
+tokenizer recipe) of a study folder. Training jobs run as `--jobs` processes with one thread each.
 
-`--report docs/reproduction` writes the tables (results.md), results.json and the plots there.
+    python benchmarks/reproduce_small.py --output_dir runs/study-v2 --report docs/reproduction/v2   # full study
+    python benchmarks/reproduce_small.py --output_dir runs/study-v2 --plan_only                     # only the plan
+    python benchmarks/reproduce_small.py --output_dir /tmp/smoke --smoke                            # CI: every path
+    python benchmarks/reproduce_small.py --output_dir runs/n1k --arms uniform,linear --train_sizes 1000 \\
+        --priors tiny --seeds 0 --no_emoji --groups regime --best_vcq_arm linear                  # one cheap slice
 """
 
 from __future__ import annotations
@@ -32,7 +47,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,455 +56,993 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
+GROUPS = ("main", "regime", "seeds", "emoji")
 
 
-@dataclass
-class StudySettings:
-    """Everything that defines one pass of the study. The two arms differ only in the tokenizer's `schedule`."""
+# --------------------------------------------------------------------------------------------------- the recipe
+@dataclass(frozen=True)
+class TokenizerRecipe:
+    """How every tokenizer of the study is trained: `train_tokenizer.py` flags, minus schedule, seed and data."""
 
-    dataset: str = "fashion-mnist"
-    train_split: str = "train_full"  # the official 60,000 training images (N for the cliff)
-    test_split: str = "test"  # the official 10,000 test images: evaluation only
-    resolution: int = 32
+    vq_preset: str
+    vq_overrides: dict
+    steps: int
+    batch_size: int
+    learning_rate: float
+    extra_args: tuple[str, ...]
+    source: str
+
+
+def tokenizer_recipe() -> TokenizerRecipe:
+    """The one place the study reads its tokenizer recipe from.
+
+    Tokenizer v2 (issue 12) defines the recipe; until it is on main this returns the v1 study's recipe (small-32px,
+    MSE, 900 steps), and switching to v2 is a change of this function only. The recipe is written into
+    `settings.json`, so a study folder never mixes tokenizers of two recipes.
+    """
+    return TokenizerRecipe(
+        vq_preset="small-32px",
+        vq_overrides={},
+        steps=900,
+        batch_size=64,
+        learning_rate=1e-3,
+        extra_args=("--random_flip",),
+        source="v1 (tokenizer v2 not on main yet)",
+    )
+
+
+# ------------------------------------------------------------------------------------------------------ settings
+@dataclass(frozen=True)
+class Domain:
+    """A data set of the study and how its samples are scored."""
+
+    dataset: str
+    train_split: str
+    test_split: str
+    feature_spaces: tuple[str, ...]  # the first one chooses the guidance scale and the best arm
+    classifier_space: str | None = None  # the feature space whose logits classify samples (accuracy on samples)
     max_train_samples: int | None = None
     max_test_samples: int | None = None
-    vq_preset: str = "small-32px"
-    vq_overrides: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    schedule: str
     k_min: int = 2
-    arms: tuple[str, ...] = ("constant", "log")
-    tokenizer_steps: int = 900
-    tokenizer_batch_size: int = 64
-    tokenizer_learning_rate: float = 1e-3
-    ar_preset: str = "small"
-    ar_overrides: dict = field(default_factory=dict)
-    ar_steps: int = 1500
-    ar_batch_size: int = 64
-    ar_learning_rate: float = 1e-3
-    checkpointing_steps: int = 150
-    num_samples: int = 5000
+
+
+@dataclass(frozen=True)
+class PriorSpec:
+    name: str
+    preset: str
+    overrides: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Everything that defines a study folder. Arms differ only in the tokenizer's `schedule` (and k_min)."""
+
+    tokenizer: TokenizerRecipe = field(default_factory=tokenizer_recipe)
+    domains: dict = field(
+        default_factory=lambda: {
+            "fmnist": Domain("fashion-mnist", "train_full", "test", ("fmnist-cnn", "effnet-lite0"), "fmnist-cnn"),
+            "emoji": Domain("emoji", "train", "test", ("effnet-lite0",)),
+        }
+    )
+    resolution: int = 32
+    num_tokens: int = 32
+    k_max: int = 1024
+    arms: tuple[Arm, ...] = (
+        Arm("uniform", "constant"),
+        Arm("log", "log"),
+        Arm("linear", "linear"),
+        Arm("cosine", "cosine"),
+    )
+    baseline_arm: str = "uniform"
+    seeds: tuple[int, ...] = (0, 1)
+    train_sizes: tuple[int, ...] = (60000, 5000, 1000)  # the first is the main cells' N
+    priors: tuple[PriorSpec, ...] = (PriorSpec("tiny", "tiny"), PriorSpec("small", "small"))
+    main_prior: str = "small"
+    prior_steps: tuple[int, ...] = (1500, 4500)  # the first is the main cells' length
+    long_steps_max_n: int = 5000  # prior lengths after the first only for N <= this (many epochs at small N)
+    prior_batch_size: int = 64
+    prior_learning_rate: float = 1e-3
+    checkpointing_steps: int = 300
+    nll_max_sequences: int = 5000
+    guidance_scales: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
+    guidance_step: float = 1.0  # the sweep grows by this while its best scale is its largest
+    guidance_max: float = 8.0
     sweep_samples: int = 1000
-    guidance_scales: tuple[float, ...] = (1.5, 2.0, 3.0)
+    num_samples: int = 5000
+    space_max_samples: dict = field(default_factory=lambda: {"effnet-lite0": 2000})  # per-space cap (real and fake)
+    nearest_max_train: dict = field(default_factory=lambda: {"effnet-lite0": 5000})  # nearest only if N <= this
     sample_batch_size: int = 500
     probe_max_train: int = 20000
-    sweep_schedules: tuple[tuple[str, int], ...] = (("linear", 2), ("cosine", 2), ("log", 16))
-    seed: int = 0
+    probe_features: tuple[str, ...] = ("onehot", "embedding")
+    calibration_steps: int = 12
+    calibration_images: int = 512
 
 
-SMOKE = StudySettings(
-    max_train_samples=96,
-    max_test_samples=64,
-    vq_overrides=dict(
-        encoder_hidden_size=32,
-        decoder_hidden_size=32,
-        encoder_num_layers=1,
-        decoder_num_layers=1,
-        encoder_num_heads=2,
-        decoder_num_heads=2,
-        num_tokens=8,
-        codebook_size=64,
-    ),
-    tokenizer_steps=4,
-    tokenizer_batch_size=16,
-    ar_preset="tiny",
-    ar_steps=4,
-    ar_batch_size=16,
-    checkpointing_steps=2,
-    num_samples=40,
-    sweep_samples=40,
-    guidance_scales=(2.0,),
-    sample_batch_size=20,
-    probe_max_train=96,
-    sweep_schedules=(("linear", 2),),
-)
+def smoke_settings() -> StudySettings:
+    """Every stage and code path on tiny settings (CI). One feature space per domain keeps it fast."""
+    return StudySettings(
+        tokenizer=TokenizerRecipe(
+            vq_preset="small-32px",
+            vq_overrides=dict(
+                encoder_hidden_size=16,
+                decoder_hidden_size=16,
+                encoder_num_layers=1,
+                decoder_num_layers=1,
+                encoder_num_heads=2,
+                decoder_num_heads=2,
+                num_tokens=6,
+                codebook_size=32,
+            ),  # fmt: skip
+            steps=3,
+            batch_size=8,
+            learning_rate=1e-3,
+            extra_args=("--random_flip",),
+            source="smoke",
+        ),
+        domains={
+            "fmnist": Domain("fashion-mnist", "train_full", "test", ("fmnist-cnn",), "fmnist-cnn", 64, 32),
+            "emoji": Domain("emoji", "train", "test", ("fmnist-cnn",), None, 32, 16),
+        },
+        num_tokens=6,
+        k_max=32,
+        arms=(Arm("uniform", "constant"), Arm("log", "log"), Arm("linear", "linear")),
+        seeds=(0, 1),
+        train_sizes=(64, 24),
+        priors=(PriorSpec("tiny", "tiny"), PriorSpec("small", "small", {"hidden_size": 32, "num_hidden_layers": 1})),
+        main_prior="small",
+        prior_steps=(2, 3),
+        long_steps_max_n=24,
+        prior_batch_size=8,
+        checkpointing_steps=2,
+        nll_max_sequences=32,
+        guidance_scales=(1.0, 2.0),
+        guidance_max=3.0,
+        sweep_samples=20,
+        num_samples=20,
+        space_max_samples={},
+        nearest_max_train={},
+        sample_batch_size=20,
+        probe_max_train=64,
+        calibration_steps=4,
+        calibration_images=32,
+    )
 
 
-# ----------------------------------------------------------------------------------------------------- stage runner
+@dataclass(frozen=True)
+class Cell:
+    """One prior: which tokenizer's codes (domain, arm, seed), how many training images, which size, how long."""
+
+    group: str
+    domain: str
+    arm: str
+    seed: int
+    num_train: int
+    prior: str
+    steps: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.domain}-{self.arm}-s{self.seed}-n{self.num_train}-{self.prior}-{self.steps}"
+
+    @property
+    def tokenizer(self) -> tuple[str, str, int]:
+        return (self.domain, self.arm, self.seed)
+
+
+def plan_cells(settings: StudySettings, best_arm: str, num_emoji_train: int | None = None) -> list[Cell]:
+    """Every prior of the study, in run order and without duplicates (a cell belongs to its first group)."""
+    s = settings
+    main_n, main_steps = s.train_sizes[0], s.prior_steps[0]
+    pair = list(dict.fromkeys([s.baseline_arm, best_arm]))
+    cells: list[Cell] = []
+    if "fmnist" in s.domains:
+        cells += [Cell("main", "fmnist", arm.name, s.seeds[0], main_n, s.main_prior, main_steps) for arm in s.arms]
+        for arm in pair:
+            for n in s.train_sizes:
+                for prior in s.priors:
+                    for steps in s.prior_steps:
+                        if steps == main_steps or n <= s.long_steps_max_n:
+                            cells.append(Cell("regime", "fmnist", arm, s.seeds[0], n, prior.name, steps))
+        cells += [
+            Cell("seeds", "fmnist", arm, seed, main_n, s.main_prior, main_steps)
+            for arm in pair
+            for seed in s.seeds[1:]
+        ]
+    if "emoji" in s.domains:
+        n = num_emoji_train if num_emoji_train is not None else s.domains["emoji"].max_train_samples or 0
+        cells += [Cell("emoji", "emoji", arm, s.seeds[0], n, s.main_prior, main_steps) for arm in pair]
+    unique: dict[str, Cell] = {}
+    for cell in cells:
+        unique.setdefault(cell.name, cell)
+    return list(unique.values())
+
+
+# ---------------------------------------------------------------------------------------------------- the study
 class Study:
-    def __init__(self, output_dir: Path, settings: StudySettings, jobs: int, in_process: bool = False, log=print):
+    def __init__(
+        self,
+        output_dir: Path,
+        settings: StudySettings,
+        jobs: int = 2,
+        in_process: bool = False,
+        external_tokenizers: dict | None = None,
+        log=print,
+    ):
         self.output_dir = output_dir
         self.settings = settings
         self.jobs = jobs
         self.in_process = in_process
-        self._cache: dict = {}  # test images, reconstructions and feature sets, shared by the stages of one run
+        self.external_tokenizers = external_tokenizers or {}  # arm name -> folder, for fmnist seed 0
         self.log = log
+        self._cache: dict = {}
         output_dir.mkdir(parents=True, exist_ok=True)
         settings_path = output_dir / "settings.json"
         current = json.loads(json.dumps(asdict(settings)))
         if settings_path.exists():
-            saved = json.loads(settings_path.read_text())
-            if saved != current:
+            if json.loads(settings_path.read_text()) != current:
                 raise ValueError(
                     f"{output_dir} holds a study run with other settings ({settings_path}); use another --output_dir."
                 )
         else:
             settings_path.write_text(json.dumps(current, indent=2))
+        self.arms = {arm.name: arm for arm in settings.arms}
 
+    # ------------------------------------------------------------------------------------------ stage runner
     def stage(self, name: str, fn, *args):
         """Run `fn(*args)` unless `<name>.json` exists; store its JSON result and wall time."""
         result_path = self.output_dir / f"{name}.json"
         if result_path.exists():
-            self.log(f"[skip] {name}: done ({result_path})")
+            self.log(f"[skip] {name}: done ({result_path.name})")
             return json.loads(result_path.read_text())
         self.log(f"[run ] {name}")
         start = time.perf_counter()
         result = fn(*args)
         result["wall_time_s"] = round(time.perf_counter() - start, 1)
-        result_path.write_text(json.dumps(result, indent=2))
+        write_json(result_path, result)
         self.log(f"[done] {name} in {result['wall_time_s']} s")
         return result
 
     def run_scripts(self, commands: list[list[str]]) -> None:
         """Run example scripts, `self.jobs` at a time, one thread each; raise if any fails (its log is kept).
 
-        With `in_process`, each script's `main(parse_args(argv))` runs in this process instead, one after the other
-        (no interpreter start-up per script: the smoke mode's budget is dominated by it)."""
+        With `in_process`, each script's `main(parse_args(argv))` runs in this process, one after the other."""
         if self.in_process:
             for command in commands:
                 run_example_in_process(command[0], command[1:])
             return
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-        pending = list(commands)
-        while pending:
-            batch, pending = pending[: self.jobs], pending[self.jobs :]
-            running = []
-            for command in batch:
+        pending, running = list(commands), []
+        while pending or running:
+            while pending and len(running) < self.jobs:
+                command = pending.pop(0)
                 output_path = Path(command[command.index("--output_dir") + 1])
                 log_path = output_path.with_name(output_path.name + ".log")  # not with_suffix: "cfg1.5" has a dot
                 log_path.parent.mkdir(parents=True, exist_ok=True)
                 handle = open(log_path, "a")
-                running.append(
-                    (
-                        subprocess.Popen([sys.executable, *command], stdout=handle, stderr=handle, env=env),
-                        handle,
-                        log_path,
-                    )
-                )
-            for process, handle, log_path in running:
-                process.wait()
+                process = subprocess.Popen([sys.executable, *command], stdout=handle, stderr=handle, env=env)
+                running.append((process, handle, log_path, command))
+            time.sleep(0.5)
+            for entry in list(running):
+                process, handle, log_path, command = entry
+                if process.poll() is None:
+                    continue
+                running.remove(entry)
                 handle.close()
                 if process.returncode != 0:
+                    for other in running:
+                        other[0].terminate()
                     tail = "".join(log_path.read_text().splitlines(keepends=True)[-25:])
                     raise RuntimeError(
                         f"{' '.join(command)} failed (exit {process.returncode}); log {log_path}:\n{tail}"
                     )
-
-    # ------------------------------------------------------------------------------------------------ paths
-    def tokenizer_dir(self, arm: str) -> Path:
-        return self.output_dir / f"tokenizer-{arm}"
-
-    def codes_dir(self, arm: str, split: str) -> Path:
-        return self.output_dir / f"codes-{arm}-{split}"
-
-    def pipeline_dir(self, arm: str) -> Path:
-        return self.output_dir / f"ar-{arm}"
-
-    def training_flags(self, batch_size: int, steps: int, learning_rate: float) -> list[str]:
-        """Flags shared by both training scripts: budget, cosine schedule with 5% warm-up, resumable checkpoints."""
-        return [
-            "--train_batch_size", str(batch_size), "--max_train_steps", str(steps),
-            "--learning_rate", str(learning_rate), "--lr_scheduler", "cosine",
-            "--lr_warmup_steps", str(max(1, steps // 20)),
-            "--checkpointing_steps", str(self.settings.checkpointing_steps), "--checkpoints_total_limit", "1",
-            "--resume_from_checkpoint", "latest", "--validation_steps", str(10**9), "--seed", str(self.settings.seed),
-        ]  # fmt: skip
-
-    # ------------------------------------------------------------------------------------------------ stages
-    def train_tokenizers(self, arms: list[tuple[str, str, int]]) -> dict:
-        s = self.settings
-        commands = []
-        for arm, schedule, k_min in arms:
-            if (self.tokenizer_dir(arm) / "model.safetensors").exists():
-                continue
-            overrides = {**s.vq_overrides, "schedule": schedule, "k_min": k_min}
-            commands.append(
-                [
-                    str(EXAMPLES / "train_tokenizer.py"),
-                    "--dataset_name",
-                    s.dataset,
-                    "--split",
-                    s.train_split,
-                    "--resolution",
-                    str(s.resolution),
-                    "--model_config",
-                    s.vq_preset,
-                    "--config_overrides",
-                    *[f"{key}={json.dumps(value)}" for key, value in overrides.items()],
-                    "--random_flip",
-                    *self.training_flags(s.tokenizer_batch_size, s.tokenizer_steps, s.tokenizer_learning_rate),
-                    "--usage_eval_samples",
-                    "2048",
-                    "--output_dir",
-                    str(self.tokenizer_dir(arm)),
-                    *(["--max_train_samples", str(s.max_train_samples)] if s.max_train_samples else []),
-                ]
-            )
-        self.run_scripts(commands)
-        return {arm: json.loads((self.tokenizer_dir(arm) / "training_summary.json").read_text()) for arm, _, _ in arms}
-
-    def extract(self, arms: list[str]) -> dict:
-        s = self.settings
-        commands = []
-        for arm in arms:
-            for split, limit in ((s.train_split, s.max_train_samples), (s.test_split, s.max_test_samples)):
-                if (self.codes_dir(arm, split) / "vcq_meta.json").exists():
-                    continue
-                commands.append(
-                    [
-                        str(EXAMPLES / "extract_codes.py"),
-                        "--vq_model_path",
-                        str(self.tokenizer_dir(arm)),
-                        "--dataset_name",
-                        s.dataset,
-                        "--split",
-                        split,
-                        "--batch_size",
-                        "500",
-                        "--output_dir",
-                        str(self.codes_dir(arm, split)),
-                        "--overwrite",
-                        *(["--max_train_samples", str(limit)] if limit else []),
-                    ]
-                )
-        self.run_scripts(commands)
-        return {arm: {"train": len(load_codes(self.codes_dir(arm, s.train_split))[0])} for arm in arms}
 
     def _memo(self, key, compute):
         if key not in self._cache:
             self._cache[key] = compute()
         return self._cache[key]
 
-    def test_images(self) -> torch.Tensor:
-        """The evaluation split (`max_test_samples` applied) as (N, 3, H, W) floats in [0, 1]."""
-        from vcq_hf import load_builtin_dataset
+    # ------------------------------------------------------------------------------------------------ paths
+    def tokenizer_dir(self, key: tuple[str, str, int]) -> Path:
+        domain, arm, seed = key
+        if domain == "fmnist" and seed == self.settings.seeds[0] and arm in self.external_tokenizers:
+            return Path(self.external_tokenizers[arm])
+        return self.output_dir / f"tokenizer-{domain}-{arm}-s{seed}"
 
-        def load() -> torch.Tensor:
-            s = self.settings
-            dataset = load_builtin_dataset(s.dataset, s.test_split, resolution=s.resolution)
-            if s.max_test_samples:
-                dataset = dataset.select(range(min(s.max_test_samples, len(dataset))))
-            pixels = np.stack([np.array(image.convert("RGB")) for image in dataset["image"]])
-            return torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255.0
+    def codes_dir(self, key: tuple[str, str, int], split: str) -> Path:
+        domain, arm, seed = key
+        return self.output_dir / f"codes-{domain}-{arm}-s{seed}-{split}"
 
-        return self._memo("test_images", load)
+    def pipeline_dir(self, cell: Cell) -> Path:
+        return self.output_dir / f"ar-{cell.name}"
 
-    def test_reconstructions(self, arm: str) -> torch.Tensor:
-        """`test_images()` encoded and decoded by the arm's tokenizer, (N, 3, H, W) in [0, 1]."""
-        from vcq_hf import VCQVQModel
+    def sample_path(self, cell: Cell, guidance_scale: float, num_samples: int) -> Path:
+        return self.output_dir / f"samples-{cell.name}-cfg{guidance_scale:g}-n{num_samples}" / "samples.npz"
 
-        def reconstruct() -> torch.Tensor:
-            model = VCQVQModel.from_pretrained(self.tokenizer_dir(arm)).eval()
-            reconstructions = []
+    def training_flags(self, batch_size: int, steps: int, learning_rate: float, seed: int) -> list[str]:
+        """Flags shared by both training scripts: budget, cosine schedule with 5% warm-up, resumable checkpoints."""
+        return [
+            "--train_batch_size", str(batch_size), "--max_train_steps", str(steps),
+            "--learning_rate", str(learning_rate), "--lr_scheduler", "cosine",
+            "--lr_warmup_steps", str(max(1, steps // 20)),
+            "--checkpointing_steps", str(self.settings.checkpointing_steps), "--checkpoints_total_limit", "1",
+            "--resume_from_checkpoint", "latest", "--validation_steps", str(10**9), "--seed", str(seed),
+        ]  # fmt: skip
+
+    # --------------------------------------------------------------------------------------------- commands
+    def tokenizer_command(self, key, output_dir: Path, steps: int | None = None, extra: tuple[str, ...] = ()) -> list:
+        s, recipe = self.settings, self.settings.tokenizer
+        domain_name, arm_name, seed = key
+        domain, arm = s.domains[domain_name], self.arms[arm_name]
+        overrides = {
+            **recipe.vq_overrides,
+            "num_tokens": s.num_tokens,
+            "codebook_size": s.k_max,
+            "schedule": arm.schedule,
+            "k_min": arm.k_min,
+        }
+        return [
+            str(EXAMPLES / "train_tokenizer.py"),
+            "--dataset_name", domain.dataset, "--split", domain.train_split, "--resolution", str(s.resolution),
+            "--model_config", recipe.vq_preset,
+            "--config_overrides", *[f"{k}={json.dumps(v)}" for k, v in overrides.items()],
+            *recipe.extra_args,
+            *self.training_flags(recipe.batch_size, steps or recipe.steps, recipe.learning_rate, seed),
+            "--usage_eval_samples", "2048", "--output_dir", str(output_dir),
+            *(["--max_train_samples", str(domain.max_train_samples)] if domain.max_train_samples else []),
+            *extra,
+        ]  # fmt: skip
+
+    def prior_command(self, cell: Cell, codes_dir: Path, output_dir: Path, extra: tuple[str, ...] = ()) -> list:
+        s = self.settings
+        prior = {p.name: p for p in s.priors}[cell.prior]
+        return [
+            str(EXAMPLES / "train_ar.py"),
+            "--codes_dir", str(codes_dir), "--model_config", prior.preset,
+            *(["--config_overrides", *[f"{k}={json.dumps(v)}" for k, v in prior.overrides.items()]]
+              if prior.overrides else []),
+            *self.training_flags(s.prior_batch_size, cell.steps, s.prior_learning_rate, cell.seed),
+            "--max_train_samples", str(cell.num_train), "--output_dir", str(output_dir), *extra,
+        ]  # fmt: skip
+
+    # ---------------------------------------------------------------------------------------------- training
+    def train_tokenizers(self, keys: list[tuple[str, str, int]]) -> dict:
+        commands = []
+        for key in keys:
+            folder = self.tokenizer_dir(key)
+            if key[1] in self.external_tokenizers and folder == Path(self.external_tokenizers[key[1]]):
+                self.check_external_tokenizer(key, folder)
+            elif not (folder / "model.safetensors").exists():
+                commands.append(self.tokenizer_command(key, folder))
+        self.run_scripts(commands)
+        result = {}
+        for key in keys:
+            summary = self.tokenizer_dir(key) / "training_summary.json"
+            result["-".join(map(str, key))] = json.loads(summary.read_text()) if summary.exists() else {}
+        return result
+
+    def check_external_tokenizer(self, key, folder: Path) -> None:
+        config = json.loads((folder / "config.json").read_text())
+        arm = self.arms[key[1]]
+        expected = {
+            "schedule": arm.schedule,
+            "num_tokens": self.settings.num_tokens,
+            "codebook_size": self.settings.k_max,
+        }
+        if arm.schedule != "constant":
+            expected["k_min"] = arm.k_min
+        wrong = {k: (config.get(k), v) for k, v in expected.items() if config.get(k) != v}
+        if wrong:
+            raise ValueError(f"--tokenizer {key[1]}={folder} does not fit the arm: (found, expected) {wrong}.")
+
+    def extract(self, keys: list[tuple[str, str, int]]) -> dict:
+        commands = []
+        for key in keys:
+            domain = self.settings.domains[key[0]]
+            for split, limit in (
+                (domain.train_split, domain.max_train_samples),
+                (domain.test_split, domain.max_test_samples),
+            ):
+                if (self.codes_dir(key, split) / "vcq_meta.json").exists():
+                    continue
+                commands.append(
+                    [
+                        str(EXAMPLES / "extract_codes.py"),
+                        "--vq_model_path",
+                        str(self.tokenizer_dir(key)),
+                        "--dataset_name",
+                        domain.dataset,
+                        "--split",
+                        split,
+                        "--batch_size",
+                        "500",
+                        "--output_dir",
+                        str(self.codes_dir(key, split)),
+                        "--overwrite",
+                        *(["--max_train_samples", str(limit)] if limit else []),
+                    ]  # fmt: skip
+                )
+        self.run_scripts(commands)
+        return {"-".join(map(str, key)): len(self.codes(key, "train")[0]) for key in keys}
+
+    def train_priors(self, cells: list[Cell]) -> dict:
+        commands = []
+        for cell in cells:
+            if not (self.pipeline_dir(cell) / "model_index.json").exists():
+                commands.append(
+                    self.prior_command(
+                        cell, self.codes_dir(cell.tokenizer, self.split(cell.domain, "train")), self.pipeline_dir(cell)
+                    )
+                )
+        self.run_scripts(commands)
+        result = {}
+        for cell in cells:
+            summary_path = self.pipeline_dir(cell) / "training_summary.json"
+            result[cell.name] = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        return result
+
+    # ------------------------------------------------------------------------------------------------- data
+    def split(self, domain: str, which: str) -> str:
+        d = self.settings.domains[domain]
+        return d.train_split if which == "train" else d.test_split
+
+    def codes(self, key, which: str) -> tuple[np.ndarray, np.ndarray, dict]:
+        return self._memo(("codes", key, which), lambda: load_codes(self.codes_dir(key, self.split(key[0], which))))
+
+    def images(self, domain: str, which: str) -> np.ndarray:
+        """The train or test split (`max_*_samples` applied) as (N, H, W, 3) uint8."""
+
+        def load() -> np.ndarray:
+            from vcq_hf import load_builtin_dataset
+
+            d = self.settings.domains[domain]
+            limit = d.max_train_samples if which == "train" else d.max_test_samples
+            dataset = load_builtin_dataset(d.dataset, self.split(domain, which), resolution=self.settings.resolution)
+            if limit:
+                dataset = dataset.select(range(min(limit, len(dataset))))
+            return np.stack([np.array(image.convert("RGB")) for image in dataset["image"]])
+
+        return self._memo(("images", domain, which), load)
+
+    def reconstructions(self, key) -> np.ndarray:
+        """The test split encoded and decoded by a tokenizer, (N, H, W, 3) uint8, cached on disk."""
+        path = self.output_dir / "features" / f"reconstructions-{'-'.join(map(str, key))}.npy"
+
+        def compute() -> np.ndarray:
+            from vcq_hf import VCQVQModel
+
+            model = VCQVQModel.from_pretrained(self.tokenizer_dir(key)).eval()
+            out = []
             with torch.no_grad():
-                for batch in self.test_images().split(500):
-                    codes = model.encode(batch * 2.0 - 1.0).codes
-                    reconstructions.append((model.decode(codes).sample.clamp(-1, 1) + 1) / 2)
-            return torch.cat(reconstructions)
+                for batch in np.array_split(
+                    self.images(key[0], "test"), max(1, len(self.images(key[0], "test")) // 500)
+                ):
+                    pixels = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+                    decoded = model.decode(model.encode(pixels).codes).sample.clamp(-1, 1)
+                    out.append(((decoded + 1) * 127.5).round().permute(0, 2, 3, 1).to(torch.uint8).numpy())
+            return np.concatenate(out)
 
-        return self._memo(("reconstructions", arm), reconstruct)
+        return self._memo(("recon", key), lambda: cached_array(path, compute))
 
-    def features(self, key, images) -> tuple[np.ndarray, np.ndarray | None]:
-        """FMNIST-CNN features and logits of `images()` (a callable), computed once per `key` in a run."""
-        from vcq_hf.metrics import FashionMNISTFeatureExtractor
+    def extractor(self, space: str):
+        from vcq_hf.metrics import load_feature_extractor
 
-        extractor = self._memo("extractor", FashionMNISTFeatureExtractor)
-        return self._memo(("features", key), lambda: extractor.extract(images(), batch_size=500))
+        return self._memo(("extractor", space), lambda: load_feature_extractor(space))
 
-    def sample_features(self, arm: str, guidance_scale: float, num_samples: int):
-        path = self.sample_path(arm, guidance_scale, num_samples)
-        return self.features(str(path), lambda: np.load(path)["arr_0"])
+    def features(self, name: str, space: str, images, capped: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Features (and logits) of `images()` in `space`, cached on disk; with `capped`, only the first
+        `space_max_samples[space]` images (the same cap for real and generated sets)."""
+        path = self.output_dir / "features" / f"{name}-{space}.npz"
 
-    def reconstruction(self, arm: str) -> dict:
-        """Test-split MSE / PSNR (pixels in [0, 1]) and rFID-FMNIST-CNN of reconstructions vs originals."""
+        def compute():
+            pixels = images()
+            cap = self.settings.space_max_samples.get(space) if capped else None
+            pixels = pixels[:cap] if cap else pixels
+            features, logits = self.extractor(space).extract(pixels, batch_size=250)
+            return {"features": features, "logits": logits if logits is not None else np.zeros((0,))}
+
+        data = self._memo(("features", name, space), lambda: cached_arrays(path, compute))
+        return data["features"], (data["logits"] if data["logits"].size else None)
+
+    # ------------------------------------------------------------------------------------ tokenizer measures
+    def tokenizer_eval(self, key) -> dict:
+        from vcq_hf.analysis import analyze_entropy, linear_probe
         from vcq_hf.metrics import compute_generation_metrics
 
-        originals, reconstructions = self.test_images(), self.test_reconstructions(arm)
-        mse = torch.mean((originals - reconstructions) ** 2).item()
-        real, _ = self.features("test", self.test_images)
-        fake, _ = self.features(("reconstructions", arm), lambda: reconstructions)
-        metrics = compute_generation_metrics(
-            real, fake, extractor_name="FMNIST-CNN", kid_subset_size=min(1000, len(real))
-        )
-        save_grid(originals[:16], reconstructions[:16], self.output_dir / f"reconstruction-{arm}.png")
-        return {
-            "mse": mse,
-            "psnr": 10 * math.log10(1.0 / mse),
-            "rFID-FMNIST-CNN": metrics["FID-FMNIST-CNN"],
-            "num_images": len(originals),
-        }
+        s, (domain_name, _, seed) = self.settings, key
+        domain = s.domains[domain_name]
+        tag = "-".join(map(str, key))
+        originals, reconstructions = self.images(domain_name, "test"), self.reconstructions(key)
+        mse = float(np.mean((originals / 255.0 - reconstructions / 255.0) ** 2))
+        result = {"mse": mse, "psnr": 10 * math.log10(1.0 / mse), "num_test_images": len(originals), "rFID": {}}
+        for space in domain.feature_spaces:
+            real, _ = self.features(f"{domain_name}-test", space, lambda: self.images(domain_name, "test"))
+            fake, _ = self.features(f"recon-{tag}", space, lambda: self.reconstructions(key))
+            result["rFID"][space] = compute_generation_metrics(real, fake, kid_subset_size=min(1000, len(real)))["FID"]
+        save_pairs(originals[:16], reconstructions[:16], self.output_dir / f"reconstruction-{tag}.png")
 
-    def entropy(self, arms: list[str]) -> dict:
-        from vcq_hf.analysis import analyze_entropy
-
-        result = {}
-        profiles = {}
-        for arm in arms:
-            codes, _, meta = load_codes(self.codes_dir(arm, self.settings.train_split))
-            profile = analyze_entropy(codes, codebook_sizes=meta["codebook_sizes"])
-            profiles[arm] = profile
-            result[arm] = {
+        train_codes, train_labels, meta = self.codes(key, "train")
+        test_codes, test_labels, _ = self.codes(key, "test")
+        sizes = meta["codebook_sizes"]
+        result["codebook_sizes"] = list(sizes)
+        result["capacity_bits"] = float(np.log2(sizes).sum())
+        result["entropy"] = {}
+        for n in sorted({min(n, len(train_codes)) for n in s.train_sizes} | {len(train_codes)}):
+            profile = analyze_entropy(train_codes[:n], codebook_sizes=sizes)
+            result["entropy"][str(n)] = {
                 "conditional_entropy_bits": profile.conditional_entropy.round(4).tolist(),
-                "distinct_prefixes": profile.distinct_prefixes.tolist(),
                 "observed_cliff": profile.observed_cliff,
                 "predicted_cliff": profile.predicted_cliff,
-                "codebook_sizes": list(meta["codebook_sizes"]),
-                "num_sequences": profile.num_sequences,
                 "total_entropy_bits": float(profile.conditional_entropy.sum()),
             }
-        plot_entropy_curves(profiles, self.output_dir / "entropy.png")
+        keep = np.random.default_rng(seed).permutation(len(train_codes))[: s.probe_max_train]
+        codebook = None
+        result["probe"] = {}
+        for kind in s.probe_features:
+            if kind == "embedding" and codebook is None:
+                from vcq_hf import VCQVQModel
+
+                codebook = (
+                    VCQVQModel.from_pretrained(self.tokenizer_dir(key)).quantizer.get_codebook().detach().numpy()
+                )
+            probe = linear_probe(
+                train_codes[keep], train_labels[keep], test_codes, test_labels, ks=list(range(train_codes.shape[1] + 1)),
+                codebook_sizes=sizes, codebook=codebook if kind == "embedding" else None, seed=seed,
+            )  # fmt: skip
+            result["probe"][kind] = {"ks": probe.ks, "test_accuracy": probe.test_accuracy}
         return result
 
-    def probe(self, arms: list[str]) -> dict:
+    # ------------------------------------------------------------------------------------------ cell measures
+    def sample(self, requests: list[tuple[Cell, float, int]]) -> None:
+        """Draw (cell, guidance scale, number of images) sample sets with sample.py, skipping finished ones."""
+        commands = []
+        for cell, scale, num in dict.fromkeys(requests):
+            path = self.sample_path(cell, scale, num)
+            if not path.exists():
+                commands.append(
+                    [
+                        str(EXAMPLES / "sample.py"),
+                        "--pipeline_path",
+                        str(self.pipeline_dir(cell)),
+                        "--num_samples",
+                        str(num),
+                        "--guidance_scale",
+                        str(scale),
+                        "--batch_size",
+                        str(self.settings.sample_batch_size),
+                        "--seed",
+                        str(cell.seed),
+                        "--no_png",
+                        "--output_dir",
+                        str(path.parent),
+                    ]  # fmt: skip
+                )
+        self.run_scripts(commands)
+
+    def sample_features(self, cell: Cell, scale: float, num: int, space: str):
+        path = self.sample_path(cell, scale, num)
+        return self.features(path.parent.name, space, lambda: np.load(path)["arr_0"])
+
+    def guidance_sweep(self, cell: Cell, real: np.ndarray, space: str) -> tuple[dict, float]:
+        """gFID on `sweep_samples` per scale; the sweep grows while its best scale is its largest one."""
+        from vcq_hf.metrics import frechet_distance_from_features
+
+        s = self.settings
+        scales, fids = list(s.guidance_scales), {}
+        while True:
+            todo = [scale for scale in scales if f"{scale:g}" not in fids]
+            self.sample([(cell, scale, s.sweep_samples) for scale in todo])
+            for scale in todo:
+                fake, _ = self.sample_features(cell, scale, s.sweep_samples, space)
+                fids[f"{scale:g}"] = frechet_distance_from_features(real, fake)
+            best = min(scales, key=lambda scale: fids[f"{scale:g}"])
+            if best != scales[-1] or scales[-1] + s.guidance_step > s.guidance_max + 1e-9:
+                return fids, best
+            scales.append(scales[-1] + s.guidance_step)
+
+    def cell_eval(self, cell: Cell) -> dict:
+        from vcq_hf.analysis import copy_statistics, generalization_gap, nearest_training_distances
+        from vcq_hf.analysis.cli import load_prior
+        from vcq_hf.metrics import compute_generation_metrics
+
+        s, domain = self.settings, self.settings.domains[cell.domain]
+        key, spaces = cell.tokenizer, domain.feature_spaces
+        train_codes, train_labels, _ = self.codes(key, "train")
+        test_codes, test_labels, _ = self.codes(key, "test")
+        n = min(cell.num_train, len(train_codes))
+        train_codes, train_labels = train_codes[:n], train_labels[:n]  # what train_ar.py trained on
+        result: dict = {"cell": asdict(cell), "num_train": n}
+
+        # 1. likelihood: the generalisation gap
+        rng = np.random.default_rng(cell.seed)
+        pick_train = np.sort(rng.permutation(n)[: s.nll_max_sequences])
+        pick_test = np.sort(rng.permutation(len(test_codes))[: s.nll_max_sequences])
+        gap = generalization_gap(
+            load_prior(self.pipeline_dir(cell)), train_codes[pick_train], test_codes[pick_test],
+            train_labels[pick_train], test_labels[pick_test], num_train_images=n,
+        )  # fmt: skip
+        result["nll"] = gap.to_dict()
+
+        # 2. generation: guidance sweep, then the final sample sets in every feature space
+        test_images = lambda: self.images(cell.domain, "test")  # noqa: E731
+        real = {space: self.features(f"{cell.domain}-test", space, test_images)[0] for space in spaces}
+        sweep, best = self.guidance_sweep(cell, real[spaces[0]], spaces[0])
+        result["guidance_sweep"] = {"space": spaces[0], "num_samples": s.sweep_samples, "fid": sweep}
+        result["best_guidance_scale"] = best
+        self.sample([(cell, 1.0, s.num_samples), (cell, best, s.num_samples)])
+        recon_tag = f"recon-{'-'.join(map(str, key))}"
+        for label, scale in (("no_guidance", 1.0), ("best_guidance", best)):
+            path = self.sample_path(cell, scale, s.num_samples)
+            metrics: dict = {"guidance_scale": scale}
+            for space in spaces:
+                fake, logits = self.sample_features(cell, scale, s.num_samples, space)
+                metrics.update(
+                    compute_generation_metrics(
+                        real[space],
+                        fake,
+                        fake_logits=logits,
+                        extractor_name=space,
+                        kid_subset_size=min(1000, len(fake), len(real[space])),
+                        seed=cell.seed,
+                    )  # fmt: skip
+                )
+                if space == domain.classifier_space and logits is not None:
+                    labels = np.load(path)["labels"][: len(logits)]
+                    metrics[f"accuracy-{space}"] = float(np.mean(logits.argmax(axis=1) == labels))
+            reference, _ = self.features(recon_tag, spaces[0], lambda: self.reconstructions(key))
+            fake, _ = self.sample_features(cell, scale, s.num_samples, spaces[0])
+            metrics[f"FID-vs-reconstructions-{spaces[0]}"] = compute_generation_metrics(
+                reference, fake, kid_subset_size=min(1000, len(fake), len(reference))
+            )["FID"]
+
+            # 3. memorisation of the generated codes and images
+            metrics["copies"] = copy_statistics(np.load(path)["codes"], train_codes).to_dict()
+            metrics["nearest"] = {}
+            for space in spaces:
+                limit = s.nearest_max_train.get(space)
+                if limit is not None and n > limit:
+                    continue
+                train_features, _ = self.features(
+                    f"{cell.domain}-train-n{n}", space, lambda: self.images(cell.domain, "train")[:n], capped=False
+                )
+                fake, _ = self.sample_features(cell, scale, s.num_samples, space)
+                metrics["nearest"][space] = nearest_training_distances(
+                    fake, train_features, real[space], feature_name=space
+                ).to_dict()
+            result[label] = metrics
+        result["heldout_copies"] = copy_statistics(test_codes, train_codes).to_dict()
+        save_sample_rows(self.sample_path(cell, best, s.num_samples), self.output_dir / f"samples-{cell.name}.png")
+        return result
+
+    # ------------------------------------------------------------------------------------------- calibration
+    def calibrate(self) -> dict:
+        """Per-unit costs on this machine: training steps timed from the scripts' own logs, the rest in-process."""
+        s = self.settings
+        folder = self.output_dir / "calibration"
+        key = ("fmnist" if "fmnist" in s.domains else next(iter(s.domains)), s.arms[0].name, 0)
+        domain = s.domains[key[0]]
+        extra = (
+            "--logging_steps",
+            "1",
+            "--max_train_samples",
+            str(s.calibration_images),
+            "--checkpointing_steps",
+            "1000000",
+        )
+        costs: dict = {}
+        tokenizer_dir = folder / "tokenizer"
+        # Repeated flags: argparse keeps the last value, so `extra` overrides the recipe's budget and logging.
+        if not (tokenizer_dir / "model.safetensors").exists():
+            self.run_scripts([self.tokenizer_command(key, tokenizer_dir, steps=s.calibration_steps, extra=extra)])
+        costs["tokenizer_step_s"] = step_seconds(tokenizer_dir)
+        if "--use_discriminator" in s.tokenizer.extra_args:  # the adversarial phase costs more per step
+            adv_dir = folder / "tokenizer-adversarial"
+            if not (adv_dir / "model.safetensors").exists():
+                adversarial = (*extra, "--disc_start_step", "0")
+                self.run_scripts([self.tokenizer_command(key, adv_dir, steps=s.calibration_steps, extra=adversarial)])
+            costs["tokenizer_adversarial_step_s"] = step_seconds(adv_dir)
+        codes_dir = folder / "codes"
+        if not (codes_dir / "vcq_meta.json").exists():
+            self.run_scripts(
+                [
+                    [
+                        str(EXAMPLES / "extract_codes.py"), "--vq_model_path", str(tokenizer_dir),
+                        "--dataset_name", domain.dataset, "--split", domain.train_split,
+                        "--batch_size", "500", "--output_dir", str(codes_dir),
+                        "--overwrite", "--max_train_samples", str(s.calibration_images),
+                    ]
+                ]
+            )  # fmt: skip
+        costs["prior_step_s"] = {}
+        for prior in s.priors:
+            cell = Cell("calibration", key[0], key[1], 0, s.calibration_images, prior.name, s.calibration_steps)
+            prior_dir = folder / f"prior-{prior.name}"
+            if not (prior_dir / "model_index.json").exists():
+                self.run_scripts([self.prior_command(cell, codes_dir, prior_dir, extra=extra)])
+            costs["prior_step_s"][prior.name] = step_seconds(prior_dir)
+        costs.update(self.calibrate_in_process(folder, tokenizer_dir, codes_dir))
+        return costs
+
+    def calibrate_in_process(self, folder: Path, tokenizer_dir: Path, codes_dir: Path) -> dict:
+        from vcq_hf import VCQPipeline, VCQVQModel
+        from vcq_hf.analysis import prior_nll
+
+        s = self.settings
+        costs: dict = {"sample_s": {}, "nll_s": {}, "features_s": {}}
+        images = torch.rand(64, 3, s.resolution, s.resolution) * 2 - 1
+        model = VCQVQModel.from_pretrained(tokenizer_dir).eval()
+        with torch.no_grad():
+            model.encode(images[:8])
+            start = time.perf_counter()
+            model.encode(images)
+            costs["encode_s"] = (time.perf_counter() - start) / len(images)
+        codes, labels, meta = load_codes(codes_dir)
+        for prior in s.priors:
+            pipeline = VCQPipeline.from_pretrained(folder / f"prior-{prior.name}")
+            num = 32
+            costs["sample_s"][prior.name] = {}
+            for scale in (1.0, 2.0):  # per-image generators and decoding, as in sample.py
+                generators = [torch.Generator().manual_seed(i) for i in range(num)]
+                pipeline(class_labels=[0] * 4, guidance_scale=scale, generator=generators[:4], output_type="np")
+                start = time.perf_counter()
+                pipeline(class_labels=[0] * num, guidance_scale=scale, generator=generators, output_type="np")
+                costs["sample_s"][prior.name][f"{scale:g}"] = (time.perf_counter() - start) / num
+            start = time.perf_counter()
+            prior_nll(pipeline.transformer, codes[:128], labels[:128])
+            costs["nll_s"][prior.name] = (time.perf_counter() - start) / min(128, len(codes))
         from vcq_hf.analysis import linear_probe
 
-        s = self.settings
-        result = {}
-        for arm in arms:
-            train_codes, train_labels, meta = load_codes(self.codes_dir(arm, s.train_split))
-            test_codes, test_labels, _ = load_codes(self.codes_dir(arm, s.test_split))
-            rng = np.random.default_rng(s.seed)
-            keep = rng.permutation(len(train_codes))[: s.probe_max_train]
-            ks = list(range(0, train_codes.shape[1] + 1))
-            probe = linear_probe(
-                train_codes[keep],
-                train_labels[keep],
-                test_codes,
-                test_labels,
-                ks=ks,
-                codebook_sizes=meta["codebook_sizes"],
-                seed=s.seed,
-            )
-            result[arm] = {
-                "ks": probe.ks,
-                "test_accuracy": probe.test_accuracy,
-                "train_accuracy": probe.train_accuracy,
-                "num_train": probe.num_train,
-                "num_test": probe.num_test,
-            }
-        plot_probe_curves(result, self.output_dir / "probe.png")
-        return result
+        ks, times = list(range(codes.shape[1] + 1)), []
+        for rows in (len(codes) // 2, len(codes)):  # cost = fixed + per-row: fit both from two sizes
+            start = time.perf_counter()
+            linear_probe(codes[:rows], labels[:rows], codes, labels, ks=ks, codebook_sizes=meta["codebook_sizes"])
+            times.append(time.perf_counter() - start)
+        per_row = max(0.0, (times[1] - times[0]) / (len(codes) - len(codes) // 2))
+        costs["probe_s"] = {"fixed": max(0.0, times[1] - per_row * len(codes)), "per_train_row": per_row}
+        spaces = dict.fromkeys(space for d in s.domains.values() for space in d.feature_spaces)
+        pixels = (np.random.default_rng(0).random((32, s.resolution, s.resolution, 3)) * 255).astype(np.uint8)
+        for space in spaces:
+            self.extractor(space).extract(pixels[:4])
+            start = time.perf_counter()
+            self.extractor(space).extract(pixels)
+            costs["features_s"][space] = (time.perf_counter() - start) / len(pixels)
+        return costs
 
-    def train_priors(self, arms: list[str]) -> dict:
+    # ---------------------------------------------------------------------------------------------- planning
+    def plan(self, costs: dict, cells: list[Cell], tokenizer_keys: list, num_images: dict) -> list[dict]:
+        """Planned CPU and wall seconds per stage group, from the calibrated unit costs."""
         s = self.settings
-        commands = []
-        for arm in arms:
-            if (self.pipeline_dir(arm) / "model_index.json").exists():
+        recipe = s.tokenizer
+        tok_step = costs["tokenizer_step_s"]
+        if "tokenizer_adversarial_step_s" in costs:
+            start = int(flag_value(recipe.extra_args, "--disc_start_step", 0))
+            start = min(start, recipe.steps)
+            tokenizer_s = tok_step * start + costs["tokenizer_adversarial_step_s"] * (recipe.steps - start)
+        else:
+            tokenizer_s = tok_step * recipe.steps
+        rows, featurised = [], set()
+
+        def add(group: str, what: str, jobs_cpu: list[float], serial_cpu: float = 0.0):
+            rows.append(
+                {
+                    "stage": group,
+                    "work": what,
+                    "cpu_s": sum(jobs_cpu) + serial_cpu,
+                    "wall_s": schedule_wall(jobs_cpu, self.jobs) + serial_cpu,
+                }
+            )
+
+        for group in GROUPS:
+            group_cells = [c for c in cells if c.group == group]
+            if not group_cells:
                 continue
-            commands.append(
-                [
-                    str(EXAMPLES / "train_ar.py"),
-                    "--codes_dir",
-                    str(self.codes_dir(arm, s.train_split)),
-                    "--model_config",
-                    s.ar_preset,
-                    *(
-                        ["--config_overrides", *[f"{k}={json.dumps(v)}" for k, v in s.ar_overrides.items()]]
-                        if s.ar_overrides
-                        else []
-                    ),
-                    *self.training_flags(s.ar_batch_size, s.ar_steps, s.ar_learning_rate),
-                    "--output_dir",
-                    str(self.pipeline_dir(arm)),
-                ]
+            new_keys = [k for k in dict.fromkeys(c.tokenizer for c in group_cells) if k in tokenizer_keys]
+            for k in new_keys:
+                tokenizer_keys.remove(k)
+            train_jobs = [
+                tokenizer_s for k in new_keys if not (k[1] in self.external_tokenizers and k[2] == s.seeds[0])
+            ]
+            encode = sum(num_images[k[0]]["train"] + num_images[k[0]]["test"] for k in new_keys) * costs["encode_s"]
+            per_key_eval = 0.0
+            for k in new_keys:
+                n_test = num_images[k[0]]["test"]
+                per_key_eval += n_test * costs["encode_s"] * 2  # reconstructions
+                for space in s.domains[k[0]].feature_spaces:
+                    cap = s.space_max_samples.get(space) or n_test
+                    per_key_eval += min(cap, n_test) * costs["features_s"][space]
+                probe_rows = min(s.probe_max_train, num_images[k[0]]["train"])
+                probe = costs["probe_s"]["fixed"] + costs["probe_s"]["per_train_row"] * probe_rows
+                per_key_eval += probe * len(s.probe_features)
+            if new_keys:
+                add(group, f"{len(train_jobs)} tokenizers x {recipe.steps} steps", train_jobs)
+                add(group, f"codes of {len(new_keys)} tokenizers (train + test)", [], encode)
+                add(group, "reconstruction, entropy and probes", [], per_key_eval)
+            prior_jobs = [c.steps * costs["prior_step_s"][c.prior] for c in group_cells]
+            add(group, f"{len(group_cells)} priors ({', '.join(sorted({c.prior for c in group_cells}))})", prior_jobs)
+            sampling, serial = [], 0.0
+            n_sweep = len(s.guidance_scales) + 1  # one extension of the sweep on average
+            for c in group_cells:
+                sample_s = costs["sample_s"][c.prior]
+                sampling += [s.sweep_samples * sample_s["1"]] + [s.sweep_samples * sample_s["2"]] * (n_sweep - 1)
+                sampling += [s.num_samples * sample_s["1"], s.num_samples * sample_s["2"]]
+                serial += 2 * min(c.num_train, s.nll_max_sequences) * costs["nll_s"][c.prior]
+                spaces = s.domains[c.domain].feature_spaces
+                serial += n_sweep * s.sweep_samples * costs["features_s"][spaces[0]]
+                for space in spaces:
+                    serial += (
+                        2
+                        * min(s.space_max_samples.get(space) or s.num_samples, s.num_samples)
+                        * costs["features_s"][space]
+                    )
+                    limit = s.nearest_max_train.get(space)
+                    if (limit is None or c.num_train <= limit) and (c.domain, c.num_train, space) not in featurised:
+                        featurised.add((c.domain, c.num_train, space))  # training images, once per (N, space)
+                        serial += c.num_train * costs["features_s"][space]
+            add(group, f"{len(group_cells)} cells: samples, NLL, features, metrics", sampling, serial)
+        return rows
+
+    def print_plan(self, rows: list[dict]) -> None:
+        self.log(f"Planned cost per stage (from calibrated unit costs; wall with {self.jobs} parallel jobs):")
+        self.log("| stage | work | CPU (min) | wall (min) |\n| --- | --- | ---: | ---: |")
+        for row in rows:
+            self.log(f"| {row['stage']} | {row['work']} | {row['cpu_s'] / 60:.1f} | {row['wall_s'] / 60:.1f} |")
+        cpu, wall = sum(r["cpu_s"] for r in rows), sum(r["wall_s"] for r in rows)
+        self.log(f"| **total** | | **{cpu / 3600:.2f} h** | **{wall / 3600:.2f} h** |")
+
+
+# ------------------------------------------------------------------------------------------------- run the study
+def count_images(settings: StudySettings) -> dict:
+    """Train/test image counts per domain (from the built data sets, `max_*_samples` applied)."""
+    from vcq_hf import load_builtin_dataset
+
+    counts = {}
+    for name, domain in settings.domains.items():
+        counts[name] = {}
+        for which, split, limit in (
+            ("train", domain.train_split, domain.max_train_samples),
+            ("test", domain.test_split, domain.max_test_samples),
+        ):
+            size = len(load_builtin_dataset(domain.dataset, split, resolution=settings.resolution))
+            counts[name][which] = min(size, limit) if limit else size
+    return counts
+
+
+def run_study(
+    output_dir: Path,
+    settings: StudySettings,
+    jobs: int = 2,
+    report_dir: Path | None = None,
+    in_process: bool = False,
+    groups: tuple[str, ...] = GROUPS,
+    best_vcq_arm: str | None = None,
+    external_tokenizers: dict | None = None,
+    plan_only: bool = False,
+) -> dict:
+    study = Study(output_dir, settings, jobs, in_process=in_process, external_tokenizers=external_tokenizers)
+    results: dict = {"settings": asdict(settings), "groups": list(groups)}
+    num_images = study.stage("images", count_images, settings)
+    results["calibration"] = costs = study.stage("calibrate", study.calibrate)
+    vcq_arms = [arm.name for arm in settings.arms if arm.name != settings.baseline_arm]
+    guess = best_vcq_arm or (json.loads((output_dir / "best-arm.json").read_text())["best_vcq_arm"]
+                              if (output_dir / "best-arm.json").exists() else vcq_arms[0])  # fmt: skip
+    emoji_n = num_images.get("emoji", {}).get("train")
+    planned = [c for c in plan_cells(settings, guess, emoji_n) if c.group in groups]
+    all_keys = list(dict.fromkeys(c.tokenizer for c in planned))
+    rows = study.plan(costs, planned, list(all_keys), num_images)
+    study.print_plan(rows)
+    if best_vcq_arm is None and not (output_dir / "best-arm.json").exists() and len(vcq_arms) > 1:
+        study.log(f"(The plan assumes '{guess}' as the best VCQ arm until the main cells choose it.)")
+    write_json(output_dir / "plan.json", {"rows": rows, "best_vcq_arm_assumed": guess})
+    results["plan"] = rows
+    if plan_only:
+        return results
+
+    def run_group(group: str, cells: list[Cell]) -> None:
+        keys = list(dict.fromkeys(c.tokenizer for c in cells))
+        results.setdefault("tokenizers", {}).update(study.stage(f"tokenizers-{group}", study.train_tokenizers, keys))
+        study.stage(f"codes-{group}", study.extract, keys)
+        for key in keys:
+            tag = "-".join(map(str, key))
+            results.setdefault("tokenizer_eval", {})[tag] = study.stage(
+                f"tokenizer-eval-{tag}", study.tokenizer_eval, key
             )
-        self.run_scripts(commands)
-        result = {}
-        for arm in arms:
-            summary_path = self.pipeline_dir(arm) / "training_summary.json"
-            result[arm] = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-        return result
+        results.setdefault("priors", {}).update(study.stage(f"priors-{group}", study.train_priors, cells))
+        for cell in cells:
+            results.setdefault("cells", {})[cell.name] = study.stage(f"cell-{cell.name}", study.cell_eval, cell)
 
-    def sample_path(self, arm: str, guidance_scale: float, num_samples: int) -> Path:
-        return self.output_dir / f"samples-{arm}-cfg{guidance_scale:g}-n{num_samples}" / "samples.npz"
+    main_cells = [c for c in plan_cells(settings, guess, emoji_n) if c.group == "main"]
+    if "main" in groups:
+        run_group("main", main_cells)
+    if best_vcq_arm is not None:
+        if best_vcq_arm not in vcq_arms:
+            raise ValueError(f"--best_vcq_arm {best_vcq_arm!r} is not one of the VCQ arms {vcq_arms}.")
+        best = best_vcq_arm
+    else:
+        best = study.stage("best-arm", choose_best_arm, study, main_cells, vcq_arms)["best_vcq_arm"]
+    results["best_vcq_arm"] = best
+    for group in GROUPS[1:]:
+        cells = [c for c in plan_cells(settings, best, emoji_n) if c.group == group]
+        if group in groups and cells:
+            run_group(group, cells)
+    if report_dir is not None:
+        write_report(results, study, report_dir)
+    return results
 
-    def sample(self, requests: list[tuple[str, float, int]]) -> None:
-        """Draw (arm, guidance scale, number of images) sample sets with sample.py, skipping finished ones."""
-        commands = []
-        for arm, guidance_scale, num_samples in dict.fromkeys(requests):
-            path = self.sample_path(arm, guidance_scale, num_samples)
-            if path.exists():
-                continue
-            commands.append(
-                [
-                    str(EXAMPLES / "sample.py"),
-                    "--pipeline_path",
-                    str(self.pipeline_dir(arm)),
-                    "--num_samples",
-                    str(num_samples),
-                    "--guidance_scale",
-                    str(guidance_scale),
-                    "--batch_size",
-                    str(self.settings.sample_batch_size),
-                    "--seed",
-                    str(self.settings.seed),
-                    "--no_png",
-                    "--output_dir",
-                    str(path.parent),
-                ]
-            )
-        self.run_scripts(commands)
 
-    def generation(self, arms: list[str]) -> dict:
-        """gFID etc. without guidance and at the best guidance scale of a small sweep (chosen by FID on
-        `sweep_samples` images), each from `num_samples` images, against the official test split."""
-        from vcq_hf.metrics import compute_generation_metrics
-
-        s = self.settings
-        real, _ = self.features("test", self.test_images)
-
-        def score(arm: str, guidance_scale: float, num_samples: int) -> dict:
-            fake, logits = self.sample_features(arm, guidance_scale, num_samples)
-            return compute_generation_metrics(
-                real,
-                fake,
-                fake_logits=logits,
-                extractor_name="FMNIST-CNN",
-                kid_subset_size=min(1000, len(fake)),
-                seed=s.seed,
-            )
-
-        scales = [1.0, *s.guidance_scales]
-        self.sample([(arm, scale, s.sweep_samples) for arm in arms for scale in scales])
-        sweeps = {arm: {f"{scale:g}": score(arm, scale, s.sweep_samples) for scale in scales} for arm in arms}
-        best = {arm: float(min(sweeps[arm], key=lambda key: sweeps[arm][key]["FID-FMNIST-CNN"])) for arm in arms}
-        self.sample(
-            [request for arm in arms for request in ((arm, 1.0, s.num_samples), (arm, best[arm], s.num_samples))]
+def choose_best_arm(study: Study, main_cells: list[Cell], vcq_arms: list[str]) -> dict:
+    """The VCQ arm with the lowest gFID without guidance (first feature space) in the main cells."""
+    space = study.settings.domains["fmnist"].feature_spaces[0]
+    scores = {}
+    for cell in main_cells:
+        path = study.output_dir / f"cell-{cell.name}.json"
+        if cell.arm in vcq_arms and path.exists():
+            scores[cell.arm] = json.loads(path.read_text())["no_guidance"][f"FID-{space}"]
+    if not scores:
+        raise RuntimeError(
+            "No main cell of a VCQ arm has been evaluated: run the 'main' group or pass --best_vcq_arm."
         )
-        result = {
-            arm: {
-                "sweep": sweeps[arm],
-                "no_guidance": score(arm, 1.0, s.num_samples),
-                "best_guidance_scale": best[arm],
-                "best_guidance": score(arm, best[arm], s.num_samples),
-            }
-            for arm in arms
-        }
-        save_sample_rows(
-            {arm: self.sample_path(arm, best[arm], s.num_samples) for arm in arms}, self.output_dir / "samples.png"
-        )
-        return result
-
-    def prior_fidelity(self, arms: list[str]) -> dict:
-        """How well each prior models its own tokenizer's code distribution, separated from the decoder's blur:
-        metrics of the final samples against the tokenizer's reconstructions of the test split (instead of the
-        test images themselves)."""
-        from vcq_hf.metrics import compute_generation_metrics
-
-        s = self.settings
-        generation = json.loads((self.output_dir / "generation.json").read_text())
-        result = {}
-        for arm in arms:
-            reference, _ = self.features(("reconstructions", arm), lambda arm=arm: self.test_reconstructions(arm))
-            result[arm] = {}
-            for label, scale in (("no_guidance", 1.0), ("best_guidance", generation[arm]["best_guidance_scale"])):
-                fake, logits = self.sample_features(arm, scale, s.num_samples)
-                result[arm][label] = compute_generation_metrics(
-                    reference, fake, fake_logits=logits, extractor_name="FMNIST-CNN",
-                    kid_subset_size=min(1000, len(fake)), seed=s.seed,
-                )  # fmt: skip
-        return result
+    return {"best_vcq_arm": min(scores, key=scores.get), f"gFID-{space}-no-guidance": scores}
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
+def write_json(path: Path, value) -> None:
+    """Atomic JSON write (a crash never leaves a half-written stage result that would be skipped)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, default=float))
+    os.replace(tmp, path)
+
+
+def cached_array(path: Path, compute) -> np.ndarray:
+    if path.exists():
+        return np.load(path)
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npy")
+    np.save(tmp, value)
+    os.replace(tmp, path)
+    return value
+
+
+def cached_arrays(path: Path, compute) -> dict:
+    if path.exists():
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **value)
+    os.replace(tmp, path)
+    return value
+
+
+def flag_value(args, flag: str, default):
+    args = list(args)
+    return args[args.index(flag) + 1] if flag in args else default
+
+
+def step_seconds(run_dir: Path) -> float:
+    """Median wall seconds per optimizer step from a run's `logs/metrics.jsonl` (logged every step)."""
+    records = [json.loads(line) for line in (run_dir / "logs" / "metrics.jsonl").read_text().splitlines() if line]
+    stamps = sorted({r["step"]: r["time"] for r in records if r.get("step") is not None and "time" in r}.items())
+    deltas = [(t1 - t0) / (s1 - s0) for (s0, t0), (s1, t1) in zip(stamps[1:], stamps[2:]) if s1 > s0]
+    if not deltas:
+        raise RuntimeError(f"{run_dir}: too few logged steps to time a step.")
+    return float(np.median(deltas))
+
+
+def schedule_wall(durations: list[float], jobs: int) -> float:
+    """Wall time of independent jobs on `jobs` slots, longest first (how `Study.run_scripts` runs them)."""
+    slots = [0.0] * max(1, jobs)
+    for duration in sorted(durations, reverse=True):
+        slots[slots.index(min(slots))] += duration
+    return max(slots) if durations else 0.0
+
+
 def run_example_in_process(script: str, argv: list[str]) -> None:
     """`main(parse_args(argv))` of an example script, imported from its path."""
     import importlib.util
@@ -500,6 +1053,12 @@ def run_example_in_process(script: str, argv: list[str]) -> None:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
+    try:
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(True)
+    except ImportError:  # pragma: no cover - accelerate is a dependency of the examples
+        pass
     module.main(module.parse_args(argv))
 
 
@@ -512,281 +1071,329 @@ def load_codes(codes_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     return np.asarray(dataset["codes"], dtype=np.int64), np.asarray(dataset["label"], dtype=np.int64), meta
 
 
-def save_grid(top: torch.Tensor, bottom: torch.Tensor, path: Path) -> None:
+def save_pairs(top: np.ndarray, bottom: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    rows = [torch.cat(list(batch), dim=2) for batch in (top, bottom)]  # (3, H, n*W)
-    grid = (torch.cat(rows, dim=1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    grid = np.concatenate([np.concatenate(list(top), axis=1), np.concatenate(list(bottom), axis=1)], axis=0)
     Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
 
 
-def save_sample_rows(npz_paths: dict[str, Path], path: Path, per_class: int = 4) -> None:
-    """One block per arm: 10 class rows x `per_class` samples (sample.py assigns class i % num_classes)."""
-    from PIL import Image, ImageDraw
+def save_sample_rows(npz_path: Path, path: Path, per_class: int = 8) -> None:
+    """One row per class (at most 10), `per_class` samples each."""
+    from PIL import Image
 
-    blocks = []
-    for arm, npz_path in npz_paths.items():
-        data = np.load(npz_path)
-        images, labels = data["arr_0"], data["labels"]
-        rows = []
-        for label in np.unique(labels)[:10]:
-            picks = images[labels == label][:per_class]
-            rows.append(np.concatenate(list(picks), axis=1))
-        block = Image.fromarray(np.concatenate(rows, axis=0)).resize(
-            (rows[0].shape[1] * 2, len(rows) * images.shape[1] * 2), Image.NEAREST
-        )
-        canvas = Image.new("RGB", (block.width, block.height + 14), "white")
-        canvas.paste(block, (0, 14))
-        ImageDraw.Draw(canvas).text((2, 1), arm, fill="black")
-        blocks.append(canvas)
-    out = Image.new("RGB", (sum(b.width for b in blocks) + 8 * (len(blocks) - 1), blocks[0].height), "white")
-    x = 0
-    for block in blocks:
-        out.paste(block, (x, 0))
-        x += block.width + 8
-    out.save(path)
+    data = np.load(npz_path)
+    images, labels = data["arr_0"], data["labels"]
+    rows = []
+    for label in np.unique(labels)[:10]:
+        picks = images[labels == label][:per_class]
+        if len(picks) < per_class:
+            picks = np.concatenate([picks, np.full((per_class - len(picks), *images.shape[1:]), 255, np.uint8)])
+        rows.append(np.concatenate(list(picks), axis=1))
+    grid = np.concatenate(rows, axis=0)
+    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
 
 
-def plot_entropy_curves(profiles: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(8, 4.5), dpi=120)
-    for (arm, profile), color in zip(
-        profiles.items(), ["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange"]
-    ):
-        positions = np.arange(1, profile.num_tokens + 1)
-        axis.plot(positions, profile.conditional_entropy, color=color, marker="o", ms=3, label=f"{arm}: H(x_t | x_<t)")
-        axis.plot(positions, np.log2(profile.codebook_sizes), color=color, ls=":", label=f"{arm}: log2 K_t")
-        if profile.predicted_cliff:
-            axis.axvline(profile.predicted_cliff, color=color, ls="--", alpha=0.6, label=f"{arm}: predicted cliff")
-        if profile.observed_cliff:
-            axis.axvline(profile.observed_cliff, color=color, ls="-.", alpha=0.6, label=f"{arm}: observed cliff")
-    axis.set_xlabel("position t (1-based)")
-    axis.set_ylabel("bits")
-    axis.set_title(f"Per-position conditional entropy of the training codes (N = {profile.num_sequences:,})")
-    axis.legend(fontsize=7, ncol=2)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+# ----------------------------------------------------------------------------------------------------- report
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return f"{value:.{digits}f}"
 
 
-def plot_probe_curves(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4), dpi=120)
-    for arm, values in result.items():
-        axis.plot(values["ks"], np.array(values["test_accuracy"]) * 100, marker="o", ms=3, label=arm)
-    axis.set_xlabel("k (leading tokens)")
-    axis.set_ylabel("test top-1 (%)")
-    axis.set_title("Linear probe on the first k tokens (one-hot features)")
-    axis.legend()
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+def mean_spread(values: list[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.2f} (1 seed)"
+    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f} ({len(values)} seeds)"
 
 
-def write_report(results: dict, settings: StudySettings, output_dir: Path, report_dir: Path) -> None:
-    """results.json, results.md (every table) and the plots, copied to `report_dir`."""
+def write_report(results: dict, study: Study, report_dir: Path) -> None:
+    """results.json, results.md (every table) and the plots, written to `report_dir`."""
     import shutil
 
+    s = study.settings
     report_dir.mkdir(parents=True, exist_ok=True)
-    (report_dir / "results.json").write_text(json.dumps({"settings": asdict(settings), **results}, indent=2))
-    for name in ["entropy.png", "probe.png", "samples.png", "reconstruction-constant.png", "reconstruction-log.png"]:
-        if (output_dir / name).exists():
-            shutil.copy(output_dir / name, report_dir / name)
-    lines = ["# Results tables (generated by benchmarks/reproduce_small.py)", ""]
-    arms = list(settings.arms)
-    recon = {arm: results.get(f"reconstruction-{arm}") for arm in arms}
-    if all(recon.values()):
+    write_json(report_dir / "results.json", results)
+    lines = [
+        "# Study v2 results (generated by benchmarks/reproduce_small.py)",
+        "",
+        f"Tokenizer recipe: {s.tokenizer.source} ({s.tokenizer.vq_preset}, {s.tokenizer.steps} steps). "
+        f"Groups run: {', '.join(results['groups'])}. Best VCQ arm: {results.get('best_vcq_arm')}.",
+        "",
+    ]
+    evals = results.get("tokenizer_eval", {})
+    if evals:
+        spaces = sorted({space for e in evals.values() for space in e["rFID"]})
         lines += [
-            "## Reconstruction (official test split)",
+            "## Tokenizers (test split)",
             "",
-            "| tokenizer | MSE | PSNR (dB) | rFID-FMNIST-CNN | mean codes used / position | train wall (s) |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| tokenizer | PSNR (dB) | " + " | ".join(f"rFID {sp}" for sp in spaces) + " | capacity (bits) |",
+            "| --- | ---: |" + " ---: |" * len(spaces) + " ---: |",
         ]
-        for arm in arms:
-            summary = results["tokenizers"][arm]
-            used = summary["code_usage"]["codes_used_per_position"]
-            mean_used = f"{np.mean(used):.1f}"
-            lines.append(
-                f"| {arm} | {recon[arm]['mse']:.5f} | {recon[arm]['psnr']:.2f} | {recon[arm]['rFID-FMNIST-CNN']:.2f} "
-                f"| {mean_used} | {summary.get('wall_time_s', 'n/a')} |"
-            )
-        lines.append("")
-    if "entropy" in results:
-        lines += [
-            "## Entropy cliff (training codes)",
-            "",
-            "| tokenizer | predicted cliff | observed cliff (H < 0.05 bit) "
-            "| total H (bits) | H_t of first 8 positions |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        for arm in arms:
-            e = results["entropy"][arm]
-            first = ", ".join(f"{h:.2f}" for h in e["conditional_entropy_bits"][:8])
-            lines.append(
-                f"| {arm} | {e['predicted_cliff']} | {e['observed_cliff']} | {e['total_entropy_bits']:.2f} | {first} |"
-            )
-        lines.append("")
-    if "probe" in results:
-        ks = results["probe"][arms[0]]["ks"]
-        lines += [
-            "## Linear probe on the first k tokens (test top-1, %)",
-            "",
-            "| k | " + " | ".join(arms) + " |",
-            "| --- |" + " --- |" * len(arms),
-        ]
-        for index, k in enumerate(ks):
-            lines.append(
-                f"| {k} | "
-                + " | ".join(f"{results['probe'][arm]['test_accuracy'][index] * 100:.1f}" for arm in arms)
-                + " |"
-            )
-        lines.append("")
-    if "generation" in results:
-        lines += [
-            "## Generation (FMNIST-CNN features, vs the official test split)",
-            "",
-            "| prior on | guidance | samples | gFID | KID x1e3 | precision | recall | IS |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        ]
-        for arm in arms:
-            g = results["generation"][arm]
-            for label, m in (
-                ("none (1.0)", g["no_guidance"]),
-                (f"best ({g['best_guidance_scale']:g})", g["best_guidance"]),
-            ):
-                lines.append(
-                    f"| {arm} | {label} | {int(m['num_fake'])} | {m['FID-FMNIST-CNN']:.2f} | "
-                    f"{m['KID-FMNIST-CNN'] * 1e3:.2f} | {m['precision-FMNIST-CNN']:.3f} | "
-                    f"{m['recall-FMNIST-CNN']:.3f} | {m['IS-FMNIST-CNN']:.2f} |"
-                )
-        lines += [
-            "",
-            "Guidance sweep (gFID on the sweep sample size):",
-            "",
-            "| prior on | " + " | ".join(results["generation"][arms[0]]["sweep"]) + " |",
-            "| --- |" + " --- |" * len(results["generation"][arms[0]]["sweep"]),
-        ]
-        for arm in arms:
-            sweep = results["generation"][arm]["sweep"]
-            lines.append(f"| {arm} | " + " | ".join(f"{m['FID-FMNIST-CNN']:.2f}" for m in sweep.values()) + " |")
-        lines.append("")
-    if "prior_fidelity" in results:
-        lines += [
-            "## Prior fidelity: samples vs the tokenizer's own test reconstructions (FMNIST-CNN)",
-            "",
-            "| prior on | guidance | FID vs reconstructions | precision | recall |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        for arm in arms:
-            for label, m in results["prior_fidelity"][arm].items():
-                if isinstance(m, dict):
+        for tag, e in evals.items():
+            rfid = " | ".join(_fmt(e["rFID"].get(sp)) for sp in spaces)
+            lines.append(f"| {tag} | {_fmt(e['psnr'])} | {rfid} | {_fmt(e['capacity_bits'], 0)} |")
+        lines += ["", "## Claim 1: the entropy cliff (predicted / observed, H_t < 0.05 bit)", ""]
+        sizes = sorted({n for e in evals.values() for n in e["entropy"]}, key=int)
+        lines += ["| tokenizer | " + " | ".join(f"N = {n}" for n in sizes) + " |", "| --- |" + " --- |" * len(sizes)]
+        for tag, e in evals.items():
+            cells = [
+                f"{e['entropy'][n]['predicted_cliff']} / {e['entropy'][n]['observed_cliff']}"
+                if n in e["entropy"]
+                else "–"
+                for n in sizes
+            ]
+            lines.append(f"| {tag} | " + " | ".join(cells) + " |")
+        lines += ["", "## Claim 3: first-k probe (test top-1 %)", ""]
+        for kind in s.probe_features:
+            ks = sorted({k for k in (1, 2, 4, 8, 10, 16, 24, s.num_tokens) if k <= s.num_tokens})
+            lines += [f"{kind} features:", "", "| tokenizer | " + " | ".join(f"k={k}" for k in ks) + " |"]
+            lines.append("| --- |" + " ---: |" * len(ks))
+            for tag, e in evals.items():
+                probe = e["probe"].get(kind)
+                if probe:
+                    acc = dict(zip(probe["ks"], probe["test_accuracy"]))
                     lines.append(
-                        f"| {arm} | {label.replace('_', ' ')} | {m['FID-FMNIST-CNN']:.2f} | "
-                        f"{m['precision-FMNIST-CNN']:.3f} | {m['recall-FMNIST-CNN']:.3f} |"
+                        f"| {tag} | " + " | ".join(_fmt(acc.get(k, None) and acc[k] * 100, 1) for k in ks) + " |"
                     )
-        lines.append("")
-    if "sweep" in results:
+            lines.append("")
+    cells = results.get("cells", {})
+    if cells:
         lines += [
-            "## Schedule sweep (tokenizer level)",
+            "## Cells: prior NLL gap, copies, generation",
             "",
-            "| schedule | K_min | PSNR (dB) | rFID | predicted cliff | observed cliff | probe k=1 | probe k=4 | probe k=T |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "Train / held-out NLL in bits/image (log2 N = what memorising N images costs); copy rate of the samples "
+            "without guidance (held-out real codes: the rate a generalising prior should match); nearest-training "
+            "distance ratio samples / held-out (< 1: samples sit closer to training images than new real ones).",
+            "",
+            "| cell | train NLL | held-out NLL | gap | log2 N | copy rate (held-out) | NN ratio | gFID none | "
+            "gFID best (scale) | KID x1e3 | prec / rec | IS | acc |",
+            "| --- |" + " ---: |" * 12,
         ]
-        for row in results["sweep"]["rows"].values():
+        for name, r in cells.items():
+            space = r["guidance_sweep"]["space"]
+            ng, bg = r["no_guidance"], r["best_guidance"]
+            nn = ng["nearest"].get(space, {}).get("median_ratio")
             lines.append(
-                f"| {row['schedule']} | {row['k_min']} | {row['psnr']:.2f} | {row['rFID']:.2f} | {row['predicted_cliff']} "
-                f"| {row['observed_cliff']} | {row['probe'][1] * 100:.1f} | {row['probe'][4] * 100:.1f} | {row['probe'][-1] * 100:.1f} |"
+                f"| {name} | {_fmt(r['nll']['train']['mean_bits_per_image'])} | "
+                f"{_fmt(r['nll']['test']['mean_bits_per_image'])} | {_fmt(r['nll']['gap_bits_per_image'])} | "
+                f"{_fmt(r['nll']['memorization_bits'])} | {_fmt(ng['copies']['copy_rate'], 3)} "
+                f"({_fmt(r['heldout_copies']['copy_rate'], 3)}) | {_fmt(nn, 3)} | {_fmt(ng[f'FID-{space}'])} | "
+                f"{_fmt(bg[f'FID-{space}'])} ({r['best_guidance_scale']:g}) | {_fmt(ng[f'KID-{space}'] * 1e3)} | "
+                f"{_fmt(ng[f'precision-{space}'], 3)} / {_fmt(ng[f'recall-{space}'], 3)} | "
+                f"{_fmt(ng.get(f'IS-{space}'))} | {_fmt(ng.get(f'accuracy-{space}'), 3)} |"
             )
-        lines.append("")
-    lines += ["## Wall time per stage (s)", "", "| stage | wall (s) |", "| --- | --- |"]
-    for name, value in results.items():
+        first_spaces = {d.feature_spaces[0] for d in s.domains.values()}
+        other = sorted({sp for d in s.domains.values() for sp in d.feature_spaces} - first_spaces)
+        for space in other:
+            lines += [
+                "",
+                f"Second feature space ({space}): gFID none / best, KID x1e3 none, precision / recall none",
+                "",
+            ]
+            lines += [
+                "| cell | gFID none | gFID best | KID x1e3 | prec / rec |",
+                "| --- | ---: | ---: | ---: | ---: |",
+            ]
+            for name, r in cells.items():
+                ng, bg = r["no_guidance"], r["best_guidance"]
+                if f"FID-{space}" in ng:
+                    lines.append(
+                        f"| {name} | {_fmt(ng[f'FID-{space}'])} | {_fmt(bg[f'FID-{space}'])} | "
+                        f"{_fmt(ng[f'KID-{space}'] * 1e3)} | {_fmt(ng[f'precision-{space}'], 3)} / "
+                        f"{_fmt(ng[f'recall-{space}'], 3)} |"
+                    )
+        lines += ["", "## Claim 2: gFID ratio VCQ / uniform per regime (first feature space, no guidance)", ""]
+        lines += [
+            "| domain, N, prior, steps, seed | uniform gFID | VCQ arm | VCQ gFID | ratio |",
+            "| --- | ---: | --- | ---: | ---: |",
+        ]
+        by_setting: dict = {}
+        for r in cells.values():
+            c = r["cell"]
+            setting = (c["domain"], c["num_train"], c["prior"], c["steps"], c["seed"])
+            by_setting.setdefault(setting, {})[c["arm"]] = r["no_guidance"][f"FID-{r['guidance_sweep']['space']}"]
+        for setting, arms in by_setting.items():
+            base = arms.get(s.baseline_arm)
+            for arm, fid in arms.items():
+                if arm != s.baseline_arm and base:
+                    lines.append(
+                        f"| {', '.join(map(str, setting))} | {_fmt(base)} | {arm} | {_fmt(fid)} | {_fmt(fid / base, 3)} |"
+                    )
+        seeds = [r for r in cells.values() if r["cell"]["num_train"] == s.train_sizes[0] and r["cell"]["prior"] == s.main_prior
+                 and r["cell"]["steps"] == s.prior_steps[0] and r["cell"]["domain"] == "fmnist"]  # fmt: skip
+        arms_with_seeds = sorted({r["cell"]["arm"] for r in seeds})
+        if any(len([r for r in seeds if r["cell"]["arm"] == a]) > 1 for a in arms_with_seeds):
+            lines += ["", "## Seeds (main setting): mean ± standard deviation", ""]
+            lines += ["| arm | gFID none | gFID best | NLL gap | PSNR |", "| --- | --- | --- | --- | --- |"]
+            for arm in arms_with_seeds:
+                rs = [r for r in seeds if r["cell"]["arm"] == arm]
+                space = rs[0]["guidance_sweep"]["space"]
+                psnr = [evals.get(f"fmnist-{arm}-{r['cell']['seed']}", {}).get("psnr") for r in rs]
+                lines.append(
+                    f"| {arm} | {mean_spread([r['no_guidance'][f'FID-{space}'] for r in rs])} | "
+                    f"{mean_spread([r['best_guidance'][f'FID-{space}'] for r in rs])} | "
+                    f"{mean_spread([r['nll']['gap_bits_per_image'] for r in rs])} | {mean_spread(psnr)} |"
+                )
+    lines += ["", "## Wall time per stage (s)", "", "| stage | wall (s) |", "| --- | ---: |"]
+    for path in sorted(study.output_dir.glob("*.json"), key=lambda p: p.stat().st_mtime):
+        value = json.loads(path.read_text())
         if isinstance(value, dict) and "wall_time_s" in value:
-            lines.append(f"| {name} | {value['wall_time_s']} |")
+            lines.append(f"| {path.stem} | {value['wall_time_s']} |")
+    if results.get("plan"):
+        lines += [
+            "",
+            "## Planned cost per stage (calibrated on this machine)",
+            "",
+            "| stage | work | CPU (min) | wall (min) |",
+        ]
+        lines.append("| --- | --- | ---: | ---: |")
+        for row in results["plan"]:
+            lines.append(f"| {row['stage']} | {row['work']} | {row['cpu_s'] / 60:.1f} | {row['wall_s'] / 60:.1f} |")
     (report_dir / "results.md").write_text("\n".join(lines) + "\n")
+    plot_report(results, study, report_dir)
+    for png in study.output_dir.glob("samples-*.png"):
+        shutil.copy(png, report_dir / png.name)
 
 
-def run_study(
-    output_dir: Path,
-    settings: StudySettings,
-    jobs: int,
-    sweep: bool,
-    report_dir: Path | None,
-    in_process: bool = False,
-) -> dict:
-    study = Study(output_dir, settings, jobs, in_process=in_process)
-    arms = list(settings.arms)
-    results = {}
-    results["tokenizers"] = study.stage(
-        "tokenizers", study.train_tokenizers, [(arm, arm, settings.k_min) for arm in arms]
-    )
-    results["codes"] = study.stage("codes", study.extract, arms)
-    for arm in arms:
-        results[f"reconstruction-{arm}"] = study.stage(f"reconstruction-{arm}", study.reconstruction, arm)
-    results["entropy"] = study.stage("entropy", study.entropy, arms)
-    results["probe"] = study.stage("probe", study.probe, arms)
-    results["priors"] = study.stage("priors", study.train_priors, arms)
-    results["generation"] = study.stage("generation", study.generation, arms)
-    results["prior_fidelity"] = study.stage("prior_fidelity", study.prior_fidelity, arms)
-    if sweep:
-        results["sweep"] = study.stage("sweep", run_sweep, study)
-    if report_dir is not None:
-        write_report(results, settings, output_dir, report_dir)
-    return results
+def plot_report(results: dict, study: Study, report_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    evals = results.get("tokenizer_eval", {})
+    if evals:
+        figure, axis = plt.subplots(figsize=(8, 4.5), dpi=120)
+        for tag, e in evals.items():
+            if tag.endswith("-0") and tag.startswith("fmnist"):
+                n = max(e["entropy"], key=int)
+                h = e["entropy"][n]["conditional_entropy_bits"]
+                axis.plot(np.arange(1, len(h) + 1), h, marker="o", ms=3, label=f"{tag} (N = {n})")
+        axis.set_xlabel("position t (1-based)")
+        axis.set_ylabel("H(x_t | x_<t) (bits)")
+        axis.legend(fontsize=7)
+        figure.tight_layout()
+        figure.savefig(report_dir / "entropy.png")
+        plt.close(figure)
+        figure, axes = plt.subplots(1, len(study.settings.probe_features), figsize=(12, 4), dpi=120, squeeze=False)
+        for axis, kind in zip(axes[0], study.settings.probe_features):
+            for tag, e in evals.items():
+                if kind in e["probe"]:
+                    axis.plot(e["probe"][kind]["ks"], np.array(e["probe"][kind]["test_accuracy"]) * 100, label=tag)
+            axis.set_title(f"first-k probe, {kind} features")
+            axis.set_xlabel("k")
+            axis.set_ylabel("test top-1 (%)")
+            axis.legend(fontsize=6)
+        figure.tight_layout()
+        figure.savefig(report_dir / "probe.png")
+        plt.close(figure)
+    cells = results.get("cells", {})
+    if cells:
+        figure, axis = plt.subplots(figsize=(8, 4.5), dpi=120)
+        for name, r in cells.items():
+            if r["cell"]["seed"] == study.settings.seeds[0] and r["cell"]["domain"] == "fmnist":
+                axis.plot(r["nll"]["gap_per_position"], label=name, lw=1)
+        axis.axhline(0, color="black", lw=0.6)
+        axis.set_xlabel("position t (0-based)")
+        axis.set_ylabel("held-out - train NLL (bits)")
+        axis.set_title("Generalisation gap of the prior per position")
+        axis.legend(fontsize=5)
+        figure.tight_layout()
+        figure.savefig(report_dir / "nll_gap.png")
+        plt.close(figure)
 
 
-def run_sweep(study: Study) -> dict:
-    """Tokenizer-level comparison of more schedules / K_min: reconstruction, cliffs and the probe."""
-    names = [(f"{schedule}-kmin{k_min}", schedule, k_min) for schedule, k_min in study.settings.sweep_schedules]
-    study.stage("sweep-tokenizers", study.train_tokenizers, names)
-    study.stage("sweep-codes", study.extract, [name for name, _, _ in names])
-    entropy = study.stage("sweep-entropy", study.entropy, [name for name, _, _ in names])
-    probe = study.stage("sweep-probe", study.probe, [name for name, _, _ in names])
-    rows = {}
-    for name, schedule, k_min in names:
-        recon = study.stage(f"reconstruction-{name}", study.reconstruction, name)
-        rows[name] = {
-            "schedule": schedule,
-            "k_min": k_min,
-            "psnr": recon["psnr"],
-            "rFID": recon["rFID-FMNIST-CNN"],
-            "predicted_cliff": entropy[name]["predicted_cliff"],
-            "observed_cliff": entropy[name]["observed_cliff"],
-            "probe": probe[name]["test_accuracy"],
-        }
-    return {"rows": rows}
-
-
+# ------------------------------------------------------------------------------------------------------- CLI
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output_dir", type=Path, default=Path("runs/reproduce_small"))
-    parser.add_argument("--smoke", action="store_true", help="Tiny settings, same code path (CI, < 2 min).")
-    parser.add_argument(
-        "--in_process", action="store_true", help="Run the example scripts in this process (default with --smoke)."
-    )
-    parser.add_argument("--jobs", type=int, default=2, help="Training/extraction processes run at once.")
-    parser.add_argument("--sweep", action="store_true", help="Also train tokenizers for the schedule sweep.")
+    parser.add_argument("--output_dir", type=Path, default=Path("runs/study-v2"))
+    parser.add_argument("--smoke", action="store_true", help="Tiny settings, every code path (CI).")
+    parser.add_argument("--in_process", action="store_true", help="Run example scripts in this process (smoke).")
+    parser.add_argument("--jobs", type=int, default=2, help="Training/sampling processes run at once.")
     parser.add_argument("--report", type=Path, default=None, help="Write results.md/json and plots here.")
+    parser.add_argument("--plan_only", action="store_true", help="Calibrate, print the plan and stop.")
+    parser.add_argument("--groups", type=str, default=",".join(GROUPS), help=f"Stage groups to run: {GROUPS}.")
+    parser.add_argument("--best_vcq_arm", type=str, default=None, help="Skip choosing it from the main cells.")
+    parser.add_argument(
+        "--tokenizer",
+        type=str,
+        nargs="*",
+        default=[],
+        help="ARM=FOLDER: use a trained tokenizer for that arm (seed 0).",
+    )
+    parser.add_argument("--arms", type=str, default=None, help="Comma-separated subset of the arms.")
+    parser.add_argument("--train_sizes", type=str, default=None, help="Comma-separated N values (first = main).")
+    parser.add_argument("--priors", type=str, default=None, help="Comma-separated prior sizes (tiny, small).")
+    parser.add_argument("--prior_steps", type=str, default=None, help="Comma-separated prior lengths (first = main).")
+    parser.add_argument("--seeds", type=str, default=None, help="Comma-separated seeds (first = main).")
+    parser.add_argument("--no_emoji", action="store_true", help="Leave the emoji domain out.")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs = {args.jobs} must be >= 1")
+    args.groups = tuple(g for g in args.groups.split(",") if g)
+    unknown = set(args.groups) - set(GROUPS)
+    if unknown:
+        parser.error(f"--groups: unknown {sorted(unknown)}; expected a subset of {GROUPS}")
+    try:
+        args.tokenizer = dict(item.split("=", 1) for item in args.tokenizer)
+    except ValueError:
+        parser.error(f"--tokenizer expects ARM=FOLDER items, got {args.tokenizer}")
     return args
+
+
+def settings_from_args(args: argparse.Namespace) -> StudySettings:
+    settings = smoke_settings() if args.smoke else StudySettings()
+    changes: dict = {}
+    if args.arms:
+        names = args.arms.split(",")
+        known = {arm.name: arm for arm in settings.arms}
+        if not set(names) <= set(known) or settings.baseline_arm not in names:
+            raise ValueError(
+                f"--arms {args.arms!r}: choose from {sorted(known)}, including '{settings.baseline_arm}'."
+            )
+        changes["arms"] = tuple(known[n] for n in names)
+    if args.train_sizes:
+        changes["train_sizes"] = tuple(int(v) for v in args.train_sizes.split(","))
+    if args.priors:
+        known = {p.name: p for p in settings.priors}
+        names = args.priors.split(",")
+        if not set(names) <= set(known):
+            raise ValueError(f"--priors {args.priors!r}: choose from {sorted(known)}.")
+        changes["priors"] = tuple(known[n] for n in names)
+        if settings.main_prior not in names:
+            changes["main_prior"] = names[0]
+    if args.prior_steps:
+        changes["prior_steps"] = tuple(int(v) for v in args.prior_steps.split(","))
+    if args.seeds:
+        changes["seeds"] = tuple(int(v) for v in args.seeds.split(","))
+    if args.no_emoji:
+        changes["domains"] = {k: v for k, v in settings.domains.items() if k != "emoji"}
+    for name in ("train_sizes", "prior_steps"):
+        if any(v < 1 for v in changes.get(name, (1,))):
+            raise ValueError(f"--{name} values must be >= 1, got {changes[name]}.")
+    return replace(settings, **changes)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    settings = SMOKE if args.smoke else StudySettings()
+    settings = settings_from_args(args)
     start = time.perf_counter()
     results = run_study(
-        args.output_dir, settings, args.jobs, args.sweep, args.report, in_process=args.in_process or args.smoke
+        args.output_dir,
+        settings,
+        args.jobs,
+        args.report,
+        in_process=args.in_process or args.smoke,
+        groups=args.groups,
+        best_vcq_arm=args.best_vcq_arm,
+        external_tokenizers=args.tokenizer,
+        plan_only=args.plan_only,
     )
     print(f"study finished in {time.perf_counter() - start:.0f} s; results in {args.output_dir}")
     return results

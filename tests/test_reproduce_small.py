@@ -1,4 +1,4 @@
-"""The reproduction study's --smoke mode: the full code path on tiny settings, then a resumed rerun."""
+"""Study v2's --smoke mode: every stage and group on tiny settings, the plan, the report, then a resumed rerun."""
 
 import importlib.util
 import json
@@ -19,49 +19,92 @@ def load_study_module():
     return module
 
 
+def test_plan_cells_cover_every_axis_once():
+    study = load_study_module()
+    settings = study.StudySettings()
+    cells = study.plan_cells(settings, "linear", num_emoji_train=3000)
+    names = [cell.name for cell in cells]
+    assert len(names) == len(set(names))
+    main = [c for c in cells if c.group == "main"]
+    assert [c.arm for c in main] == ["uniform", "log", "linear", "cosine"]
+    assert {(c.num_train, c.prior, c.steps) for c in main} == {(60000, "small", 1500)}
+    regime = [c for c in cells if c.group == "regime"]
+    assert {c.arm for c in regime} == {"uniform", "linear"}
+    # N x prior x length, the long runs only at small N, the main cell not repeated: 3 x 2 + 2 x 2 - 1 per arm
+    assert len(regime) == 2 * 9 and not any(c.steps == 4500 and c.num_train == 60000 for c in regime)
+    assert {(c.arm, c.seed) for c in cells if c.group == "seeds"} == {("uniform", 1), ("linear", 1)}
+    assert {(c.domain, c.arm, c.num_train) for c in cells if c.group == "emoji"} == {
+        ("emoji", "uniform", 3000),
+        ("emoji", "linear", 3000),
+    }
+    assert study.schedule_wall([3.0, 2.0, 2.0, 1.0], jobs=2) == 4.0
+    # one place for the tokenizer recipe, pinned into the settings
+    assert settings.tokenizer == study.tokenizer_recipe()
+
+
 def test_smoke_study_end_to_end_and_resume(tmp_path, capsys):
     study = load_study_module()
     output_dir, report_dir = tmp_path / "study", tmp_path / "report"
-    results = study.main(["--smoke", "--sweep", "--output_dir", str(output_dir), "--report", str(report_dir)])
+    results = study.main(["--smoke", "--output_dir", str(output_dir), "--report", str(report_dir)])
+    smoke = study.smoke_settings()
+    out = capsys.readouterr().out
+    assert "Planned cost per stage" in out and "| **total** |" in out
+    assert out.index("Planned cost per stage") < out.index("[run ] tokenizers-main")  # the plan comes first
 
-    for arm in ("constant", "log"):
-        assert (output_dir / f"ar-{arm}" / "model_index.json").exists()
-        recon = results[f"reconstruction-{arm}"]
-        assert recon["mse"] > 0 and recon["num_images"] == study.SMOKE.max_test_samples
-        entropy = results["entropy"][arm]
-        assert len(entropy["conditional_entropy_bits"]) == study.SMOKE.vq_overrides["num_tokens"]
-        assert results["probe"][arm]["ks"][0] == 0
-        generation = results["generation"][arm]
-        assert generation["no_guidance"]["num_fake"] == study.SMOKE.num_samples
-        assert generation["best_guidance_scale"] in (1.0, *study.SMOKE.guidance_scales)
-    # the two arms differ only in the schedule: predicted cliffs follow the arithmetic
-    assert results["entropy"]["constant"]["predicted_cliff"] < results["entropy"]["log"]["predicted_cliff"]
-    assert results["entropy"]["constant"]["codebook_sizes"] == [64] * 8
-    assert results["entropy"]["log"]["codebook_sizes"][0] == 2
+    best = results["best_vcq_arm"]
+    assert best in ("log", "linear")
+    expected = study.plan_cells(smoke, best, num_emoji_train=smoke.domains["emoji"].max_train_samples)
+    assert set(results["cells"]) == {cell.name for cell in expected}
+    for name, cell in results["cells"].items():
+        nll = cell["nll"]
+        assert nll["train"]["num_sequences"] == min(cell["num_train"], smoke.nll_max_sequences)
+        assert len(nll["gap_per_position"]) == smoke.num_tokens
+        assert cell["best_guidance_scale"] in [float(k) for k in cell["guidance_sweep"]["fid"]]
+        sweep = [float(k) for k in cell["guidance_sweep"]["fid"]]
+        # a sweep whose best is its largest scale was extended, up to the cap
+        assert max(sweep) >= max(smoke.guidance_scales)
+        if cell["best_guidance_scale"] == max(sweep):
+            assert max(sweep) + smoke.guidance_step > smoke.guidance_max
+        for label in ("no_guidance", "best_guidance"):
+            metrics = cell[label]
+            assert metrics["num_fake"] == smoke.num_samples
+            assert 0.0 <= metrics["copies"]["copy_rate"] <= 1.0
+            assert "fmnist-cnn" in metrics["nearest"]
+        if cell["cell"]["domain"] == "fmnist":
+            assert 0.0 <= cell["no_guidance"]["accuracy-fmnist-cnn"] <= 1.0
+    evals = results["tokenizer_eval"]
+    assert set(evals) >= {"fmnist-uniform-0", "fmnist-log-0", "fmnist-linear-0", f"fmnist-{best}-1", "emoji-uniform-0"}
+    uniform, log = evals["fmnist-uniform-0"], evals["fmnist-log-0"]
+    assert uniform["codebook_sizes"] == [32] * 6 and log["codebook_sizes"][0] == 2
+    assert uniform["entropy"]["64"]["predicted_cliff"] < log["entropy"]["64"]["predicted_cliff"]
+    assert set(uniform["probe"]) == {"onehot", "embedding"} and uniform["probe"]["onehot"]["ks"][0] == 0
 
     table = (report_dir / "results.md").read_text()
-    for heading in (
-        "Reconstruction",
-        "Entropy cliff",
-        "Linear probe",
-        "Generation",
-        "Prior fidelity",
-        "Schedule sweep",
-    ):
+    for heading in ("Tokenizers", "Claim 1", "Claim 3", "Cells", "Claim 2", "Seeds", "Wall time", "Planned cost"):
         assert f"## {heading}" in table
-    assert "## Wall time per stage" in table
-    assert set(results["sweep"]["rows"]) == {f"{kind}-kmin{k}" for kind, k in study.SMOKE.sweep_schedules}
-    assert results["prior_fidelity"]["log"]["no_guidance"]["num_fake"] == study.SMOKE.num_samples
-    for plot in ("entropy.png", "probe.png", "samples.png"):
+    for plot in ("entropy.png", "probe.png", "nll_gap.png"):
         assert (report_dir / plot).stat().st_size > 1000
-    assert json.loads((report_dir / "results.json").read_text())["settings"]["tokenizer_steps"] == 4
+    assert json.loads((report_dir / "results.json").read_text())["settings"]["tokenizer"]["steps"] == 3
 
     # a rerun skips every finished stage
-    capsys.readouterr()
     study.main(["--smoke", "--output_dir", str(output_dir)])
     out = capsys.readouterr().out
-    assert "[run ]" not in out and out.count("[skip]") >= 8
+    assert "[run ]" not in out and out.count("[skip]") >= len(expected) + 10
 
     # another configuration in the same folder is refused instead of mixing results
     with pytest.raises(ValueError, match="other settings"):
-        study.run_study(output_dir, study.StudySettings(), jobs=1, sweep=False, report_dir=None)
+        study.run_study(output_dir, study.StudySettings(), plan_only=True)
+
+
+def test_cli_subsets_and_checks():
+    study = load_study_module()
+    args = study.parse_args(["--arms", "uniform,linear", "--train_sizes", "1000", "--priors", "tiny", "--seeds", "0"])
+    settings = study.settings_from_args(args)
+    assert [a.name for a in settings.arms] == ["uniform", "linear"] and settings.main_prior == "tiny"
+    assert settings.train_sizes == (1000,) and settings.seeds == (0,)
+    with pytest.raises(ValueError, match="including 'uniform'"):
+        study.settings_from_args(study.parse_args(["--arms", "linear"]))
+    with pytest.raises(SystemExit):
+        study.parse_args(["--groups", "main,nonsense"])
+    with pytest.raises(SystemExit):
+        study.parse_args(["--tokenizer", "uniform"])
