@@ -34,4 +34,4 @@ for scale in 1.0 2.0; do
     --class_accuracy --guidance_scale "$scale" --batch_size 500
   cp "$out/eval-cfg$scale/metrics.json" "${DEMO_DIR:-src/vcq_hf/demo}/evaluation_cfg$scale.json"
 done
-python -m vcq_hf.model_card
+python -m vcq_hf.hub.model_card

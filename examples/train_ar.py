@@ -34,7 +34,7 @@ import sampling_utils as su  # noqa: E402
 import training_utils as tu  # noqa: E402
 from extract_codes import load_codes_dataset  # noqa: E402
 from vcq_hf.configuration_vcq import VCQConfig  # noqa: E402
-from vcq_hf.model_card import save_model_card  # noqa: E402
+from vcq_hf.hub.model_card import save_model_card  # noqa: E402
 from vcq_hf.modeling_vcq import VCQForCausalLM  # noqa: E402
 from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
 from vcq_hf.pipeline_vcq import VCQPipeline  # noqa: E402

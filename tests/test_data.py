@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vcq_hf import data
 from vcq_hf.cli import main
 from vcq_hf.data import (
     build_imagefolder,
@@ -22,6 +21,7 @@ from vcq_hf.data import (
     load_image_dataset,
     render_emoji,
 )
+from vcq_hf.data import builtin as data
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from vcq_hf import VCQConfig, VCQForCausalLM, VCQPipeline, VCQVQConfig, VCQVQModel
-from vcq_hf import model_card as mc
+from vcq_hf.hub import model_card as mc
 from vcq_hf.schedules import cliff_position, codebook_sizes
 
 
@@ -101,8 +101,8 @@ def test_paper_figures_are_labelled_as_reported_not_trained(preset_cards):
 def test_committed_preset_cards_equal_fresh_renders(preset_cards):
     for preset, text in preset_cards.items():
         path = CARDS / f"{preset}.md"
-        assert path.is_file(), f"{path} is missing: run python -m vcq_hf.model_card"
-        assert path.read_text() == text, f"{path} is stale: run python -m vcq_hf.model_card"
+        assert path.is_file(), f"{path} is missing: run python -m vcq_hf.hub.model_card"
+        assert path.read_text() == text, f"{path} is stale: run python -m vcq_hf.hub.model_card"
 
 
 def test_compute_estimates_follow_the_stated_formula():
@@ -206,7 +206,7 @@ def test_committed_demo_card_matches_the_bundled_checkpoint():
     ):
         assert table_value(body, f"parameters: {name}") == f"{sum(p.numel() for p in module.parameters()):,}"
     path = CARDS / f"{mc.DEMO_CARD_NAME}.md"
-    assert path.is_file() and path.read_text() == text, f"{path} is stale: run python -m vcq_hf.model_card"
+    assert path.is_file() and path.read_text() == text, f"{path} is stale: run python -m vcq_hf.hub.model_card"
 
 
 def test_cli_check_and_unknown_preset(tmp_path, capsys):

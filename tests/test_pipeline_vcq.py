@@ -455,7 +455,7 @@ def test_model_card_existing_readme_is_kept(pipe, tmp_path):
 
 
 def test_push_to_hub_uploads_folder_with_card(pipe, tmp_path, monkeypatch):
-    import vcq_hf.pipeline_vcq as module
+    import vcq_hf.hub.pipeline as module
 
     uploaded = {}
 

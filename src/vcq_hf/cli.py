@@ -1,15 +1,19 @@
 """The `vcq` command line: `vcq <command> --help` documents each command.
 
 Each command lives in the module that implements it; that module defines `add_cli_arguments(parser)` and
-`run_cli(args) -> int | None`. Modules are imported only when their command runs, so `vcq --help` stays fast.
+`run_cli(args) -> int | None`. Only the module of the command being run (or asked for `--help`) is imported, so
+`vcq --help` and `vcq --version` import neither torch nor transformers (see `benchmarks/bench_import.py`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+
+from . import __version__
 
 
 # command name -> (module, one-line help). Keep sorted by name.
@@ -18,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vcq_hf.analysis.cli",
         "Analyse codes and priors: entropy cliff, linear probe, memorisation (nll, copies, nearest).",
     ),
-    "data": ("vcq_hf.data", "Build real offline image data sets (Fashion-MNIST, emoji, digits)."),
+    "data": ("vcq_hf.data.cli", "Build real offline image data sets (Fashion-MNIST, emoji, digits)."),
     "demo": ("vcq_hf.gradio_app", "Serve a Gradio web demo of a VCQPipeline (needs the demo extra)."),
     "generate": (
         "vcq_hf.cli_generate",
@@ -28,13 +32,30 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def version_string() -> str:
+    """`vcq_hf X (torch Y, transformers Z, diffusers W)`, read from the installed distributions' metadata."""
+    versions = []
+    for package in ("torch", "transformers", "diffusers"):
+        try:
+            versions.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{package} not installed")
+    return f"vcq_hf {__version__} ({', '.join(versions)})"
+
+
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The `vcq` parser; only the modules of `commands` (default: all) are imported to add their arguments."""
+    selected = set(COMMANDS if commands is None else commands)
     parser = argparse.ArgumentParser(
         prog="vcq",
         description="vcq_hf: Variable Codebook Size Quantization for autoregressive image generation.",
     )
+    parser.add_argument("--version", action="version", version=version_string())
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
+        if name not in selected:
+            subparsers.add_parser(name, help=help_text)
+            continue
         module = importlib.import_module(module_name)
         subparser = subparsers.add_parser(name, help=help_text, description=module.__doc__.strip().splitlines()[0])
         module.add_cli_arguments(subparser)
@@ -42,8 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> list[str]:
+    """The command named in `argv` (the first non-option argument), as a list of zero or one names."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return [arg] if arg in COMMANDS else []
+    return []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

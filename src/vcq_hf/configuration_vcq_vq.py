@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from transformers import PreTrainedConfig
+from transformers import AutoConfig, PreTrainedConfig
 
 from .presets import PresetMixin
 from .schedules import SCHEDULE_KINDS, validate_codebook_sizes
@@ -284,6 +284,7 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
 
 
 VCQVQConfig.register_for_auto_class()
+AutoConfig.register(VCQVQConfig.model_type, VCQVQConfig, exist_ok=True)
 
 
 __all__ = ["VCQVQConfig"]

@@ -8,8 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from transformers import AutoImageProcessor
 from transformers.image_processing_base import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
+
+from .configuration_vcq_vq import VCQVQConfig
 
 
 _OUTPUT_TYPES = ("pil", "np", "pt")
@@ -271,6 +274,8 @@ class VCQImageProcessor(BaseImageProcessor):
 
 
 VCQImageProcessor.register_for_auto_class("AutoImageProcessor")
+# The tokenizer's folders (model_type "vcq_vq") resolve to this processor through AutoImageProcessor.
+AutoImageProcessor.register(VCQVQConfig, image_processor_classes={"pil": VCQImageProcessor}, exist_ok=True)
 
 
 __all__ = ["VCQImageProcessor"]

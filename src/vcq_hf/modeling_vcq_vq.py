@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
@@ -399,6 +399,7 @@ class VCQVQModel(VCQVQPreTrainedModel):
 
 
 VCQVQModel.register_for_auto_class("AutoModel")
+AutoModel.register(VCQVQConfig, VCQVQModel, exist_ok=True)
 
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from .schedules import cliff_position
+from ..schedules import cliff_position
 
 
 MODEL_CARD_KINDS: tuple[str, ...] = ("tokenizer", "pipeline")
@@ -330,17 +330,17 @@ def save_model_card(output_dir: str | os.PathLike, **kwargs: Any) -> Path:
 
 # ----------------------------------------------------------------------------------------------------------------------
 # The committed cards in model_cards/: one per ImageNet AR preset, one for the bundled demo checkpoint.
-# `python -m vcq_hf.model_card --output_dir model_cards` renders them; `--check` fails when a committed card is stale.
+# `python -m vcq_hf.hub.model_card --output_dir model_cards` renders them; `--check` fails when a committed card is stale.
 # ----------------------------------------------------------------------------------------------------------------------
 
 AR_PRESETS: tuple[str, ...] = ("vcq-b", "vcq-l", "vcq-xl", "vcq-684m")
 IMAGENET_TOKENIZER_PRESET = "imagenet-256"
 IMAGENET_HUB_DATASET = "ILSVRC/imagenet-1k"
 IMAGENET_TRAIN_IMAGES = 1_281_167
-DEMO_DIR: Path = Path(__file__).resolve().parent / "demo"
+DEMO_DIR: Path = Path(__file__).resolve().parents[1] / "demo"
 DEMO_CARD_NAME = "vcq-demo-fmnist"
 # docs/reproduction/results.json of a source checkout (written by benchmarks/reproduce_small.py --report).
-REPRODUCTION_RESULTS: Path = Path(__file__).resolve().parents[2] / "docs" / "reproduction" / "results.json"
+REPRODUCTION_RESULTS: Path = Path(__file__).resolve().parents[3] / "docs" / "reproduction" / "results.json"
 
 # The ImageNet recipe of docs/imagenet.md: tokenizer steps x global batch, and AR epochs over the flip-augmented
 # code set (2 x 1,281,167 rows; 150 epochs = 300 passes over the ImageNet-size set, LlamaGen's budget).
@@ -405,8 +405,8 @@ def count_parameters_on_meta(model_class: type, config: Any) -> dict[str, int]:
 
 def imagenet_configs(preset: str) -> tuple[Any, Any]:
     """The tokenizer config (`VCQVQConfig` "imagenet-256") and AR config (`VCQConfig` preset) of an ImageNet preset."""
-    from .configuration_vcq import VCQConfig
-    from .configuration_vcq_vq import VCQVQConfig
+    from ..configuration_vcq import VCQConfig
+    from ..configuration_vcq_vq import VCQVQConfig
 
     if preset not in AR_PRESETS:
         raise ValueError(f"preset = {preset!r} is not an ImageNet AR preset; expected one of {AR_PRESETS}.")
@@ -445,9 +445,9 @@ def imagenet_compute_estimates() -> list[dict[str, Any]]:
 
 @functools.lru_cache(maxsize=1)
 def _compute_estimates() -> list[dict[str, Any]]:
-    from .configuration_vcq_vq import VCQVQConfig
-    from .modeling_vcq import VCQForCausalLM
-    from .modeling_vcq_vq import VCQVQModel
+    from ..configuration_vcq_vq import VCQVQConfig
+    from ..modeling_vcq import VCQForCausalLM
+    from ..modeling_vcq_vq import VCQVQModel
 
     vq_config = VCQVQConfig.from_preset(IMAGENET_TOKENIZER_PRESET)
     vq_params = count_parameters_on_meta(VCQVQModel, vq_config)["total"]
@@ -525,7 +525,7 @@ def _estimate_note() -> str:
         f"({peaks}) at an assumed {ASSUMED_MFU:.0%} model-FLOP utilisation. Training: 6 FLOPs per parameter per "
         "token (input-embedding lookups excluded) + 12 x layers x sequence x width per token for attention; the "
         "tokenizer row includes the VGG-16 perceptual loss but not the discriminator. Sampling is latency-bound, "
-        "so its row is a lower bound. Regenerate with `python -m vcq_hf.model_card --compute_estimates`."
+        "so its row is a lower bound. Regenerate with `python -m vcq_hf.hub.model_card --compute_estimates`."
     )
 
 
@@ -565,8 +565,8 @@ def build_preset_card(preset: str) -> ModelCard:
     """The model card of an ImageNet-256 AR preset (`vcq-b`, `vcq-l`, `vcq-xl`, `vcq-684m`): configuration and
     parameter counts measured from the code, loading/sampling, the training recipe, FLOP-based compute estimates and
     the paper's reported figures (labelled as such: this project trained no ImageNet model)."""
-    from .modeling_vcq import VCQForCausalLM
-    from .modeling_vcq_vq import VCQVQModel
+    from ..modeling_vcq import VCQForCausalLM
+    from ..modeling_vcq_vq import VCQVQModel
 
     vq_config, ar_config = imagenet_configs(preset)
     ar_counts = count_parameters_on_meta(VCQForCausalLM, ar_config)
@@ -799,10 +799,10 @@ def build_demo_card(
     Raises:
         `FileNotFoundError`: if `demo_dir` has no `model_index.json`.
     """
-    from .configuration_vcq import VCQConfig
-    from .configuration_vcq_vq import VCQVQConfig
-    from .modeling_vcq import VCQForCausalLM
-    from .modeling_vcq_vq import VCQVQModel
+    from ..configuration_vcq import VCQConfig
+    from ..configuration_vcq_vq import VCQVQConfig
+    from ..modeling_vcq import VCQForCausalLM
+    from ..modeling_vcq_vq import VCQVQModel
 
     demo_dir = Path(demo_dir)
     index = _read_json(demo_dir / "model_index.json")
@@ -911,10 +911,10 @@ def render_model_cards(output_dir: str | os.PathLike, demo_dir: str | os.PathLik
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m vcq_hf.model_card`: write (or `--check`) the committed model cards, or print compute estimates."""
+    """`python -m vcq_hf.hub.model_card`: write (or `--check`) the committed model cards, or print compute estimates."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m vcq_hf.model_card", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m vcq_hf.hub.model_card", description=main.__doc__)
     parser.add_argument("--output_dir", default="model_cards", help="Where the cards go (default: model_cards).")
     parser.add_argument(
         "--preset", nargs="*", default=None, help=f"Only these cards: {', '.join(AR_PRESETS)}, {DEMO_CARD_NAME}."
@@ -944,7 +944,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path.write_text(text)
         print(f"wrote {path}")
     if stale:
-        print("stale model cards (run python -m vcq_hf.model_card): " + ", ".join(stale))
+        print("stale model cards (run python -m vcq_hf.hub.model_card): " + ", ".join(stale))
         return 1
     return 0
 

@@ -1,0 +1,1 @@
+"""Hub plumbing: downloading, saving and pushing pipelines, and model cards. Imported lazily (needs diffusers)."""

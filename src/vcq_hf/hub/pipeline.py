@@ -1,0 +1,219 @@
+"""Hub plumbing of `VCQPipeline`: download a saved pipeline, write and tag its model card, push it.
+
+`VCQPipeline` inherits these methods from `VCQPipelineHubMixin` (listed before `DiffusionPipeline` in its bases, so
+they override diffusers' own). They need the installed vcq_hf; a copy of `pipeline_vcq.py` loaded as remote code
+without vcq_hf falls back to diffusers' `download` / `save_pretrained` / `push_to_hub`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+from diffusers.utils.hub_utils import MODEL_CARD_TEMPLATE_PATH, load_or_create_model_card, populate_model_card
+from huggingface_hub import ModelCard, ModelCardData, create_repo, snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError
+
+
+# Files a saved VCQPipeline consists of; everything else in a Hub repo (pickles included) is never downloaded.
+HUB_ALLOW_PATTERNS: tuple[str, ...] = (
+    "model_index.json",
+    "README.md",
+    "*/config.json",
+    "*/generation_config.json",
+    "*/*.safetensors",
+    "*/*.safetensors.index.json",
+)
+
+MODEL_CARD_TAGS: tuple[str, ...] = ("vcq", "vcq_hf", "class-conditional", "image-generation", "autoregressive")
+
+
+class VCQPipelineHubMixin:
+    """Download, model card, save and push for `VCQPipeline` (a `DiffusionPipeline` with `transformer`, `vq_model`)."""
+
+    @classmethod
+    def download(cls, pretrained_model_name: str, **kwargs: Any) -> str:
+        r"""
+        Download (or find in the local cache) the files of a saved `VCQPipeline` on the Hub and return their folder.
+
+        diffusers' own `DiffusionPipeline.download` refuses components declared as `["vcq_hf.<module>", "<Class>"]`
+        whenever it knows the repository's file list (online, or offline after a real download, which caches the
+        file listing), because it expects such components to ship their code as `<component>/<module>.py`. Here the
+        component classes come from the installed `vcq_hf` package, so this override fetches exactly the files of a
+        saved pipeline (`HUB_ALLOW_PATTERNS`: JSON configs, safetensors weights and the model card, never pickles)
+        with `huggingface_hub.snapshot_download`, which also resolves `refs/<revision>` in the cache offline
+        (`HF_HUB_OFFLINE=1` or `local_files_only=True`).
+
+        Args:
+            pretrained_model_name (`str`): a Hub repository id, `"org/name"`.
+            kwargs: `cache_dir`, `force_download`, `proxies`, `local_files_only`, `token`, `revision` are used; the
+                other `DiffusionPipeline.download` options do not apply to this pipeline and are ignored.
+
+        Returns:
+            `str`: the local snapshot folder.
+        """
+        try:
+            return snapshot_download(
+                pretrained_model_name,
+                cache_dir=kwargs.get("cache_dir"),
+                force_download=bool(kwargs.get("force_download", False)),
+                local_files_only=bool(kwargs.get("local_files_only") or False),
+                token=kwargs.get("token"),
+                revision=kwargs.get("revision"),
+                allow_patterns=list(HUB_ALLOW_PATTERNS),
+            )
+        except LocalEntryNotFoundError as err:
+            raise LocalEntryNotFoundError(
+                f"Cannot load VCQPipeline {pretrained_model_name!r}: it is not a local folder and no complete copy is "
+                f"in the Hugging Face cache, and the Hub cannot be reached ({err})"
+            ) from err
+
+    def create_model_card(
+        self,
+        repo_id_or_path: str | os.PathLike | None = None,
+        token: str | None = None,
+        model_description: str | None = None,
+        license: str | None = "apache-2.0",
+    ) -> ModelCard:
+        r"""
+        Load the model card at `repo_id_or_path`, or create one that describes this pipeline; then tag it.
+
+        A local `README.md` (or a folder holding one) is loaded as is. A Hub repository id goes through diffusers'
+        `load_or_create_model_card` (which falls back to its template when the repo has no card, or offline when no
+        card is cached). With `None`, or a local folder without `README.md`, a new card is written from diffusers'
+        model-card template, with a description of the components, the schedule, the classes and a usage snippet,
+        without any network access. Every card then goes through diffusers' `populate_model_card` with
+        `MODEL_CARD_TAGS`.
+
+        Args:
+            repo_id_or_path (`str` or `os.PathLike`, *optional*): Hub repo id, local README.md, or local folder.
+            token (`str`, *optional*): Hub token, when `repo_id_or_path` is a repo id.
+            model_description (`str`, *optional*): Markdown replacing the generated description of a new card.
+            license (`str`, *optional*, defaults to `"apache-2.0"`): license of a new card.
+
+        Returns:
+            `huggingface_hub.ModelCard`: the card, with `library_name` set and tagged.
+        """
+        description = model_description or self._model_description()
+        path = None if repo_id_or_path is None else os.fspath(repo_id_or_path)
+        if path is not None and os.path.isdir(path):
+            readme = os.path.join(path, "README.md")
+            path = readme if os.path.isfile(readme) else None
+        if path is None:
+            card = ModelCard.from_template(
+                card_data=ModelCardData(license=license, library_name="diffusers", inference=False),
+                template_path=MODEL_CARD_TEMPLATE_PATH,
+                model_description=description,
+            )
+        else:
+            card = load_or_create_model_card(
+                path, token=token, from_training=True, model_description=description, license=license
+            )
+        existing = set(card.data.tags or [])
+        card = populate_model_card(card, tags=[tag for tag in MODEL_CARD_TAGS if tag not in existing])
+        if card.data.get("pipeline_tag") is None:
+            card.data.pipeline_tag = "unconditional-image-generation"
+        return card
+
+    def _model_description(self) -> str:
+        ar, vq = self.transformer.config, self.vq_model.config
+        sizes = list(ar.codebook_sizes)
+        shown = ", ".join(str(s) for s in sizes[:6]) + (", ..." if len(sizes) > 6 else "")
+        names = self.id2label
+        classes = ", ".join(f"{i}: {names[i]}" for i in sorted(names)[:20]) if names else "no names (ids only)"
+        if len(names) > 20:
+            classes += f", ... ({len(names)} names)"
+        return (
+            "# VCQPipeline\n\n"
+            "Class-conditional autoregressive image generation with Variable Codebook Size Quantization (VCQ): "
+            f"a {ar.num_hidden_layers}-layer Llama prior (hidden size {ar.hidden_size}) over "
+            f"{ar.num_image_tokens} image tokens, and a VCQ tokenizer for {vq.image_size}x{vq.image_size} images.\n\n"
+            f"- codebook sizes K_t: [{shown}] (K_max = {ar.codebook_size})\n"
+            f"- classes ({ar.num_classes}): {classes}\n\n"
+            "```python\nimport torch\nfrom vcq_hf import VCQPipeline\n\n"
+            'pipe = VCQPipeline.from_pretrained("<this repo or folder>")\n'
+            "images = pipe(class_labels=[0, 1], guidance_scale=4.0, generator=torch.manual_seed(0)).images\n```\n"
+        )
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        max_shard_size: int | str | None = None,
+        push_to_hub: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        r"""
+        Save the pipeline like [`~diffusers.DiffusionPipeline.save_pretrained`] (`model_index.json` naming the
+        components `["vcq_hf.modeling_vcq_vq", "VCQVQModel"]` and `["vcq_hf.modeling_vcq", "VCQForCausalLM"]`, one
+        folder per component, safetensors) and write a model card `README.md` ([`~VCQPipeline.create_model_card`])
+        unless the folder already has one.
+
+        Args:
+            save_directory (`str` or `os.PathLike`): the folder to write.
+            safe_serialization (`bool`, *optional*, defaults to `True`): safetensors weights.
+            variant (`str`, *optional*): weights variant suffix.
+            max_shard_size (`int` or `str`, *optional*): shard size limit.
+            push_to_hub (`bool`, *optional*, defaults to `False`): also upload the folder (card included) to
+                `kwargs["repo_id"]` (defaults to the folder name), with `token`, `private`, `commit_message`,
+                `create_pr` taken from `kwargs`.
+        """
+        save_directory = os.fspath(save_directory)
+        super().save_pretrained(
+            save_directory, safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size
+        )
+        readme = os.path.join(save_directory, "README.md")
+        if not os.path.isfile(readme):
+            self.create_model_card().save(readme)
+        if push_to_hub:
+            token = kwargs.pop("token", None)
+            repo_id = kwargs.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
+            repo_id = create_repo(repo_id, exist_ok=True, private=kwargs.pop("private", None), token=token).repo_id
+            self._upload_folder(
+                save_directory,
+                repo_id,
+                token=token,
+                commit_message=kwargs.pop("commit_message", None),
+                create_pr=kwargs.pop("create_pr", False),
+            )
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        create_pr: bool = False,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        r"""
+        Upload the pipeline to the Hub, with a model card: the repo's existing card if it has one, otherwise a new
+        one from [`~VCQPipeline.create_model_card`] (diffusers' own `push_to_hub` would replace it by an empty card).
+
+        Args:
+            repo_id (`str`): the repository, `"org/name"`; created if missing.
+            commit_message (`str`, *optional*): commit message.
+            private (`bool`, *optional*): visibility of a new repository.
+            token (`str`, *optional*): Hub token.
+            create_pr (`bool`, *optional*, defaults to `False`): open a pull request instead of committing.
+            safe_serialization (`bool`, *optional*, defaults to `True`): safetensors weights.
+            variant (`str`, *optional*): weights variant suffix.
+
+        Returns:
+            `str`: what `huggingface_hub.upload_folder` returns (the commit URL).
+        """
+        repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        card = self.create_model_card(repo_id, token=token)
+        with tempfile.TemporaryDirectory() as tmpdir:
+            self.save_pretrained(tmpdir, safe_serialization=safe_serialization, variant=variant)
+            card.save(os.path.join(tmpdir, "README.md"))
+            return self._upload_folder(
+                tmpdir, repo_id, token=token, commit_message=commit_message, create_pr=create_pr
+            )
+
+
+__all__ = ["HUB_ALLOW_PATTERNS", "MODEL_CARD_TAGS", "VCQPipelineHubMixin"]
