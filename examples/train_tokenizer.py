@@ -36,8 +36,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import training_utils as tu  # noqa: E402
 from vcq_hf.configuration_vcq_vq import VCQVQConfig  # noqa: E402
-from vcq_hf.image_processing_vcq import VCQImageProcessor  # noqa: E402
 from vcq_hf.hub.model_card import save_model_card  # noqa: E402
+from vcq_hf.image_processing_vcq import VCQImageProcessor  # noqa: E402
 from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
 
 

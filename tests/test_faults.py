@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from vcq_hf import data
 from vcq_hf.cli import main
+from vcq_hf.data import imagefolder as data
 from vcq_hf.training_utils.files import FolderLockedError, folder_lock, replace_folder
 
 
