@@ -85,3 +85,14 @@ def test_lazy_public_names_resolve():
     assert vcq_hf.codebook_sizes.__module__ == "vcq_hf.schedules"
     with pytest.raises(AttributeError, match="no attribute 'NotAName'"):
         vcq_hf.NotAName  # noqa: B018
+
+
+def test_verbosity_option_reaches_the_library_logger(tmp_path):
+    from vcq_hf.utils import logging
+
+    before = logging.get_verbosity()
+    try:
+        assert main(["--verbosity", "info", "schedules", "--num-tokens", "4"]) == 0
+        assert logging.get_verbosity() == logging.INFO
+    finally:
+        logging.set_verbosity(before)

@@ -218,3 +218,21 @@ def test_cli_check_and_unknown_preset(tmp_path, capsys):
     assert "stale" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         mc.main(["--preset", "vcq-q"])
+
+
+def test_license_and_citation_files():
+    import configparser
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    setup = configparser.ConfigParser()
+    setup.read(root / "setup.cfg")
+    assert setup["metadata"]["license"] == "Apache-2.0"
+    assert "Apache License" in (root / "LICENSE").read_text() and "Version 2.0" in (root / "LICENSE").read_text()
+    citation = yaml.safe_load((root / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0" and citation["license"] == "Apache-2.0"
+    assert citation["version"] == setup["metadata"]["version"]
+    paper = citation["preferred-citation"]
+    assert paper["url"] == "https://arxiv.org/abs/2605.06207"
+    assert {"type": "other", "value": "arXiv:2605.06207", "description": "arXiv identifier"} in paper["identifiers"]

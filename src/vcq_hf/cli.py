@@ -51,6 +51,12 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
         description="vcq_hf: Variable Codebook Size Quantization for autoregressive image generation.",
     )
     parser.add_argument("--version", action="version", version=version_string())
+    parser.add_argument(
+        "--verbosity",
+        choices=("debug", "info", "warning", "error", "critical"),
+        default=None,
+        help="log level of the vcq_hf logger (default: $VCQ_HF_VERBOSITY, else warning)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         if name not in selected:
@@ -64,9 +70,12 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
 
 
 def _command_in(argv: Sequence[str]) -> list[str]:
-    """The command named in `argv` (the first non-option argument), as a list of zero or one names."""
-    for arg in argv:
-        if not arg.startswith("-"):
+    """The command named in `argv` (the first positional argument), as a list of zero or one names."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--verbosity":  # the one top-level option that takes a value
+            next(args, None)
+        elif not arg.startswith("-"):
             return [arg] if arg in COMMANDS else []
     return []
 
@@ -78,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.verbosity is not None:
+        from .utils import logging
+
+        logging.set_verbosity(args.verbosity)
     module = importlib.import_module(args._module)
     try:
         return module.run_cli(args) or 0

@@ -44,10 +44,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..utils import logging
+
 
 if TYPE_CHECKING:
     import datasets
 
+
+logger = logging.get_logger(__name__)
 
 # Bump when the stored images of a built-in data set change, so stale caches are not reused.
 _CACHE_FORMAT_VERSION = 1
@@ -665,7 +669,11 @@ def load_builtin_dataset(
         cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         path = _cache_path(spec, split, resolution, options, cache_root)
         if (path / "dataset_info.json").is_file():
+            logger.info("Loading %s/%s at %dpx from the cache %s", spec.name, split, resolution, path)
             return datasets.load_from_disk(str(path))
+    logger.info(
+        "Building %s/%s at %dpx from %s", spec.name, split, resolution, ", ".join(map(str, spec.sources)) or spec.name
+    )
 
     from tqdm.auto import tqdm
 

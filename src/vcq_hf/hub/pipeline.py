@@ -15,6 +15,11 @@ from diffusers.utils.hub_utils import MODEL_CARD_TEMPLATE_PATH, load_or_create_m
 from huggingface_hub import ModelCard, ModelCardData, create_repo, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
+from ..utils import logging
+
+
+logger = logging.get_logger(__name__)
+
 
 # Files a saved VCQPipeline consists of; everything else in a Hub repo (pickles included) is never downloaded.
 HUB_ALLOW_PATTERNS: tuple[str, ...] = (
@@ -53,6 +58,7 @@ class VCQPipelineHubMixin:
         Returns:
             `str`: the local snapshot folder.
         """
+        logger.info("Fetching the VCQPipeline files of %s (%s)", pretrained_model_name, ", ".join(HUB_ALLOW_PATTERNS))
         try:
             return snapshot_download(
                 pretrained_model_name,
@@ -171,6 +177,7 @@ class VCQPipelineHubMixin:
             token = kwargs.pop("token", None)
             repo_id = kwargs.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
             repo_id = create_repo(repo_id, exist_ok=True, private=kwargs.pop("private", None), token=token).repo_id
+            logger.info("Uploading %s to the Hub repository %s", save_directory, repo_id)
             self._upload_folder(
                 save_directory,
                 repo_id,
@@ -211,6 +218,7 @@ class VCQPipelineHubMixin:
         with tempfile.TemporaryDirectory() as tmpdir:
             self.save_pretrained(tmpdir, safe_serialization=safe_serialization, variant=variant)
             card.save(os.path.join(tmpdir, "README.md"))
+            logger.info("Uploading the pipeline to the Hub repository %s", repo_id)
             return self._upload_folder(
                 tmpdir, repo_id, token=token, commit_message=commit_message, create_pr=create_pr
             )
