@@ -54,7 +54,7 @@ def main() -> None:
         rows.append(("train step (fwd+bwd+AdamW)", median_seconds(train_step, args.repeats)))
 
     print(
-        f"preset {args.preset}: {num_parameters / 1e6:.2f}M parameters, T={config.num_tokens}, "
+        f"preset {args.preset}: {num_parameters / 1e6:.2f}M parameters, T={config.num_image_tokens}, "
         f"K_max={config.codebook_size}, batch {args.batch_size}, torch {torch.__version__}, "
         f"threads {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')})"
     )

@@ -119,7 +119,7 @@ def encode_shard(args, accelerator, model, image_processor, dataset, indices) ->
                 flipped_codes.append(model.encode(pixel_values.flip(-1)).codes.cpu().to(torch.int32))
         labels.append(batch["label"])
         rows.append(batch["index"])
-    num_tokens = model.config.num_tokens
+    num_tokens = model.config.num_image_tokens
     empty = torch.zeros(0, num_tokens, dtype=torch.int32)
     return {
         "codes": torch.cat(codes).numpy() if codes else empty.numpy(),
@@ -179,7 +179,7 @@ def main(args: argparse.Namespace) -> Path:
 def save_codes_dataset(args, output_dir: Path, parts: dict, vq_config, class_names, num_source_images: int) -> None:
     import datasets
 
-    num_tokens = vq_config.num_tokens
+    num_tokens = vq_config.num_image_tokens
     codes, labels, rows = parts["codes"], parts["label"], parts["source_index"]
     flipped = np.zeros(len(codes), dtype=bool)
     if args.flip_augmentation:

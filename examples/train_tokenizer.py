@@ -346,7 +346,7 @@ def main(args: argparse.Namespace) -> VCQVQModel:
     )
     ema = tu.ExponentialMovingAverage(model, args.ema_max_decay, args.ema_update_after_step) if args.use_ema else None
     logger.info(
-        f"VCQVQModel: {tu.count_parameters(model) / 1e6:.2f}M parameters, T={config.num_tokens}, "
+        f"VCQVQModel: {tu.count_parameters(model) / 1e6:.2f}M parameters, T={config.num_image_tokens}, "
         f"K_t={config.codebook_sizes[0]}..{config.codebook_sizes[-1]} ({config.schedule})"
     )
 
@@ -405,7 +405,7 @@ def main(args: argparse.Namespace) -> VCQVQModel:
             pixel_values = flip_batch(pixel_values, generator)
         gan_on = discriminator is not None and global_step >= args.disc_start_step
         with accelerator.accumulate(*(m for m in (model, discriminator) if m is not None)):
-            output = model(pixel_values)
+            output = model(pixel_values, output_usage=True)  # codes_used / perplexity for the logs
             loss = output.loss
             terms = {
                 "loss/reconstruction": output.reconstruction_loss.detach(),

@@ -131,12 +131,12 @@ def test_train_tokenizer_artefacts(workspace):
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["global_step"] == 6 and summary["num_processes"] == 1
     usage = summary["code_usage"]
-    assert len(usage["usage_fraction_per_position"]) == model.config.num_tokens
+    assert len(usage["usage_fraction_per_position"]) == model.config.num_image_tokens
     assert all(0 < u <= k for u, k in zip(usage["codes_used_per_position"], model.config.codebook_sizes))
     records = read_jsonl(out / "logs" / "metrics.jsonl")
     per_position = [r for r in records if "usage/fraction_per_position" in r]
     assert [r["step"] for r in per_position] == [2, 4, 6]
-    assert len(per_position[0]["usage/fraction_per_position"]) == model.config.num_tokens
+    assert len(per_position[0]["usage/fraction_per_position"]) == model.config.num_image_tokens
     assert any("loss/reconstruction" in r and np.isfinite(r["loss/reconstruction"]) for r in records)
     assert any("usage/restarted_codes" in r for r in records)
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["recon-000003.png", "recon-000006.png"]
@@ -223,7 +223,7 @@ def test_extract_codes_dataset(workspace):
     codes = datasets.load_from_disk(str(workspace["codes"]))
     meta = json.loads((workspace["codes"] / "vcq_meta.json").read_text())
     model = VCQVQModel.from_pretrained(workspace["tokenizer"]).eval()
-    num_tokens = model.config.num_tokens
+    num_tokens = model.config.num_image_tokens
     assert codes.features["codes"] == datasets.Sequence(datasets.Value("int32"), length=num_tokens)
     assert codes.features["label"].names == ["digit", "emoji", "fashion"] == meta["class_names"]
     assert meta["codebook_sizes"] == list(model.config.codebook_sizes)

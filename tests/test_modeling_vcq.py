@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
 from vcq_hf import VCQConfig, VCQForCausalLM
@@ -54,17 +55,21 @@ class TestVCQConfig:
             ({"codebook_sizes": [2, 4, 16]}, r"codebook_sizes has 3 entries but num_image_tokens is 5"),
             ({"codebook_sizes": [2, 8, 4, 16, 16]}, r"monotone non-decreasing"),
             ({"codebook_sizes": [2, 4, 8, 8, 8]}, r"ends at 8 but codebook_size \(K_max\) is 16"),
-            ({"codebook_sizes": [2, 4, 8, 16, 32]}, r"32 is above k_max = 16"),
+            ({"codebook_sizes": [2, 4, 8, 16, 32]}, r"codebook_sizes ends at 32 but codebook_size \(K_max\) is 16"),
             ({"codebook_sizes": [0, 4, 8, 16, 16]}, r">= 1"),
             ({"max_position_embeddings": 5}, r"max_position_embeddings = 5 is too small.* >= 6"),
             ({"class_dropout_prob": 1.5}, r"class_dropout_prob = 1.5 is out of range"),
             ({"num_classes": 0}, r"num_classes = 0 is out of range"),
             ({"codebook_size": 0}, r"codebook_size = 0 is out of range"),
             ({"num_image_tokens": 0, "codebook_sizes": None}, r"num_image_tokens = 0 is out of range"),
+            ({"class_dropout_prob": float("nan")}, r"class_dropout_prob = nan is out of range: .* in \[0, 1\]"),
+            ({"rms_norm_eps": float("nan")}, r"rms_norm_eps = nan is out of range: .* in \(0, inf\)"),
+            ({"initializer_range": float("inf")}, r"(?s)initializer_range.*got inf"),
+            ({"attention_dropout": float("nan")}, r"attention_dropout = nan is out of range"),
         ],
     )
     def test_validation_errors_name_the_values(self, kwargs, match):
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(StrictDataclassError, match=match):
             VCQConfig.from_preset("tiny", **kwargs)
 
     def test_matching_vocab_size_is_accepted(self):
@@ -77,6 +82,24 @@ class TestVCQConfig:
                 config.class_token_ids(bad)
         with pytest.raises(ValueError, match="not an integer"):
             config.class_token_ids([0.5])
+
+    def test_field_types_are_checked_on_assignment(self):
+        # `from __future__ import annotations` in the config module would silently turn these checks off.
+        with pytest.raises(StrictDataclassError, match="expected int, got str"):
+            VCQConfig().hidden_size = "x"
+        with pytest.raises(StrictDataclassError, match="num_classes = 0 is out of range"):
+            VCQConfig.from_preset("tiny").num_classes = 0
+
+    def test_from_pretrained_overrides_are_validated(self, tmp_path):
+        VCQConfig.from_preset("tiny").save_pretrained(tmp_path)
+        config = VCQConfig.from_pretrained(tmp_path, num_classes=7)  # the vocabulary is derived again
+        assert (config.num_classes, config.vocab_size, config.null_class_token_id) == (7, 24, 23)
+        with pytest.raises(StrictDataclassError, match="class_dropout_prob = nan is out of range"):
+            VCQConfig.from_pretrained(tmp_path, class_dropout_prob=float("nan"))
+        with pytest.raises(StrictDataclassError, match="codebook_sizes has 5 entries but num_image_tokens is 4"):
+            VCQConfig.from_pretrained(tmp_path, num_image_tokens=4)
+        with pytest.raises(StrictDataclassError, match="rms_norm_eps = inf is out of range"):
+            AutoConfig.from_pretrained(tmp_path, rms_norm_eps=float("inf"))
 
     def test_mutation_is_caught_at_save_time(self, tmp_path):
         config = VCQConfig.from_preset("tiny")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from huggingface_hub.errors import StrictDataclassError
 from PIL import Image
 from transformers import AutoConfig, AutoModel
 
@@ -75,10 +76,10 @@ def test_config_schedule_kinds(kind):
 def test_presets():
     assert VCQVQConfig.list_presets() == ["imagenet-256", "small-32px", "tiny"]
     small = VCQVQConfig.from_preset("small-32px")
-    assert (small.image_size, small.patch_size, small.num_tokens, small.codebook_size) == (32, 8, 32, 1024)
+    assert (small.image_size, small.patch_size, small.num_image_tokens, small.codebook_size) == (32, 8, 32, 1024)
     assert small.codebook_sizes[0] == 2 and small.codebook_sizes[-1] == 1024 and 8 <= small.codebook_dim <= 16
     imagenet = VCQVQConfig.from_preset("imagenet-256")
-    assert (imagenet.image_size, imagenet.patch_size, imagenet.num_tokens) == (256, 16, 256)
+    assert (imagenet.image_size, imagenet.patch_size, imagenet.num_image_tokens) == (256, 16, 256)
     assert (imagenet.codebook_size, imagenet.codebook_dim, len(imagenet.codebook_sizes)) == (16384, 8, 256)
     assert VCQVQConfig.from_preset("small-32px", schedule="constant").codebook_sizes == [1024] * 32
     with pytest.raises(ValueError, match="Unknown VCQVQConfig preset 'smal-32px'.*Did you mean 'small-32px'"):
@@ -102,39 +103,64 @@ def test_preset_parameter_counts():
         (dict(patch_size=5), r"patch_size = 5 must divide image_size = 12"),
         (dict(encoder_num_heads=4), r"encoder_num_heads = 4 must divide encoder_hidden_size = 30"),
         (dict(decoder_num_heads=7), r"decoder_num_heads = 7 must divide decoder_hidden_size = 30"),
-        (dict(num_tokens=0), r"num_tokens = 0 is out of range"),
-        (dict(image_size=12.0), r"image_size = 12.0 is out of range"),
-        (dict(encoder_num_layers=True), r"encoder_num_layers = True is out of range"),
+        (dict(num_image_tokens=0), r"num_image_tokens = 0 is out of range"),
+        (dict(image_size=12.0), r"image_size' expected int, got float"),
+        (dict(encoder_num_layers=True), r"encoder_num_layers' expected int, got bool"),
         (dict(k_min=40), r"k_min = 40 is out of range: it must be in \[1, codebook_size = 37\]"),
-        (dict(schedule="exp"), r"schedule = 'exp' is not a schedule kind"),
-        (dict(ramp_length=6), r"ramp_length = 6 is out of range: it must be in \[1, num_tokens = 5\]"),
-        (dict(codebook_sizes=[3, 6, 11, 37]), r"codebook_sizes has 4 entries but num_tokens is 5"),
+        (dict(schedule="exp"), r"schedule = 'exp' is not supported; expected one of"),
+        (dict(ramp_length=6), r"ramp_length = 6 is out of range: it must be in \[1, num_image_tokens = 5\]"),
+        (dict(codebook_sizes=[3, 6, 11, 37]), r"codebook_sizes has 4 entries but num_image_tokens is 5"),
         (dict(codebook_sizes=[3, 6, 5, 20, 37]), r"monotone non-decreasing.*codebook_sizes\[2\] = 5"),
-        (dict(codebook_sizes=[3, 6, 11, 20, 38]), r"codebook_sizes\[4\] = 38 is above k_max = 37"),
+        (dict(codebook_sizes=[3, 6, 11, 20, 38]), r"codebook_sizes\[-1\] = 38 must equal codebook_size = 37"),
         (dict(codebook_sizes=[3, 6, 11, 20, 30]), r"codebook_sizes\[-1\] = 30 must equal codebook_size = 37"),
         (dict(codebook_sizes=[0, 6, 11, 20, 37]), r"codebook_sizes\[0\] = 0"),
         (dict(mlp_ratio=0), r"mlp_ratio = 0 is out of range"),
         (dict(commitment_weight=-0.1), r"commitment_weight = -0.1 is out of range"),
         (dict(entropy_temperature=0.0), r"entropy_temperature = 0.0 is out of range"),
         (dict(usage_decay=1.0), r"usage_decay = 1.0 is out of range"),
-        (dict(use_l2_norm="yes"), r"use_l2_norm = 'yes' must be a bool"),
+        (dict(use_l2_norm="yes"), r"use_l2_norm' expected bool, got str"),
         (dict(reconstruction_loss_type="l3"), r"reconstruction_loss_type = 'l3' is not supported"),
+        (
+            dict(layer_norm_eps=float("nan")),
+            r"layer_norm_eps = nan is out of range: it must be a finite number in \(0, inf\)",
+        ),
+        (dict(mlp_ratio=float("inf")), r"mlp_ratio = inf is out of range"),
+        (dict(commitment_weight=float("nan")), r"commitment_weight = nan is out of range: .* in \[0, inf\)"),
+        (dict(initializer_range=float("-inf")), r"initializer_range = -inf is out of range"),
     ],
 )
 def test_config_validation(overrides, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(StrictDataclassError, match=message) as info:
         tester.get_config(**overrides)
+    assert isinstance(info.value.__cause__, (ValueError, TypeError))
 
 
-def test_attributes_set_after_construction_are_checked_before_building(tmp_path):
+def test_overrides_and_assignments_are_validated(tmp_path):
     tester.get_config().save_pretrained(tmp_path)
-    config = VCQVQConfig.from_pretrained(tmp_path, num_tokens=6)  # overrides are set without running __init__
-    with pytest.raises(ValueError, match="codebook_sizes has 5 entries but num_tokens is 6"):
-        VCQVQModel(config)
+    with pytest.raises(StrictDataclassError, match="codebook_sizes has 5 entries but num_image_tokens is 6"):
+        VCQVQConfig.from_pretrained(tmp_path, num_image_tokens=6)  # validated after the override
+    with pytest.raises(StrictDataclassError, match="layer_norm_eps = nan is out of range"):
+        VCQVQConfig.from_pretrained(tmp_path, layer_norm_eps=float("nan"))
+    assert VCQVQConfig.from_pretrained(tmp_path, commitment_weight=0.5).commitment_weight == 0.5
     config = tester.get_config()
-    config.patch_size = 5
-    with pytest.raises(ValueError, match="patch_size = 5 must divide image_size = 12"):
-        config.verify()
+    with pytest.raises(StrictDataclassError, match="expected int, got str"):
+        config.encoder_hidden_size = "x"  # field types are checked on assignment
+    with pytest.raises(StrictDataclassError, match="layer_norm_eps = nan"):
+        config.layer_norm_eps = float("nan")
+    config.patch_size = 5  # cross-field checks run in validate() (and at save)
+    with pytest.raises(StrictDataclassError, match="patch_size = 5 must divide image_size = 12"):
+        config.validate()
+
+
+def test_old_configs_with_num_tokens_still_load(tmp_path):
+    config = tester.get_config()
+    saved = config.to_dict()
+    saved["num_tokens"] = saved.pop("num_image_tokens")  # the key configs were saved with before the rename
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    reloaded = VCQVQConfig.from_pretrained(tmp_path)
+    assert reloaded.num_image_tokens == reloaded.num_tokens == config.num_image_tokens
+    assert reloaded.codebook_schedule is config.codebook_schedule  # one validated object per schedule
+    assert VCQVQConfig.from_preset("tiny", num_tokens=5).num_image_tokens == 5
 
 
 # ---------------------------------------------------------------------------------------------------------- model
@@ -144,7 +170,8 @@ def test_encode_decode_forward_shapes():
     model = tester.get_model()
     config = model.config
     pixel_values = tester.get_pixel_values(config)
-    encoded = model.encode(pixel_values)
+    assert model.encode(pixel_values).codes_used is None  # usage statistics only when asked
+    encoded = model.encode(pixel_values, output_usage=True)
     assert isinstance(encoded, VCQVQEncoderOutput)
     assert encoded.codes.shape == (7, 5) and encoded.codes.dtype == torch.int64
     assert encoded.quantized.shape == encoded.latents.shape == (7, 5, config.codebook_dim)
@@ -272,11 +299,14 @@ def test_decode_rejects_bad_codes():
     bad = good.clone()
     bad[1, 2] = 11  # K_2 = 11
     bad[2, 0] = 5
-    with pytest.raises(ValueError, match=r"codes\[1, 2\] = 11 is out of range for position 2: .*\[0, K_t = 11\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"codes\[1, 2\] = 11 is not a valid image code at image position 2: allowed range \[0, K_2\) = \[0, 11\)",
+    ):
         model.decode(bad)
     bad = good.clone()
     bad[0, 4] = -1
-    with pytest.raises(ValueError, match=r"codes\[0, 4\] = -1 is out of range .*K_t = 37"):
+    with pytest.raises(ValueError, match=r"codes\[0, 4\] = -1 is not a valid image code .*\[0, K_4\) = \[0, 37\)"):
         model.decode(bad)
     with pytest.raises(ValueError, match=r"Expected codes of shape \(batch_size, 5\), got \(3, 4\)"):
         model.decode(good[:, :4])
@@ -466,7 +496,7 @@ def test_training_tiny_on_real_images_reduces_reconstruction_error():
     end = reconstruction_error()
     assert end < 0.4 * start, (start, end)
     assert end < 0.6 * mean_image_error, (mean_image_error, end)
-    assert (model.encode(pixel_values).codes_used > 1).sum() >= 3
+    assert (model.encode(pixel_values, output_usage=True).codes_used > 1).sum() >= 3
 
 
 def test_docstring_examples_run():

@@ -69,7 +69,8 @@ def test_constant_schedule_is_standard_vq():
 def test_codes_respect_schedule_and_output_shapes():
     sizes = (1, 2, 2, 5, 9, 9)
     quantizer = make_quantizer(sizes, dim=4)
-    out = quantizer(torch.randn(11, 6, 4) * 3)
+    assert quantizer(torch.randn(11, 6, 4)).codes_used is None  # usage statistics only when asked
+    out = quantizer(torch.randn(11, 6, 4) * 3, output_usage=True)
     assert out.quantized.shape == (11, 6, 4) and out.codes.shape == (11, 6)
     assert out.codes.dtype == torch.int64
     assert (out.codes < torch.tensor(sizes)).all()

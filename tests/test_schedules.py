@@ -61,7 +61,7 @@ def test_explicit_schedule_validated():
     assert codebook_sizes(3, 1, 8, (2, 2, 5)) == (2, 2, 5)
     with pytest.raises(ValueError, match="monotone"):
         codebook_sizes(3, 2, 8, [2, 8, 4])
-    with pytest.raises(ValueError, match="3 entries but num_tokens is 4"):
+    with pytest.raises(ValueError, match="3 entries but num_image_tokens is 4"):
         codebook_sizes(4, 2, 8, [2, 4, 8])
     with pytest.raises(ValueError, match=r"above k_max = 8"):
         codebook_sizes(3, 2, 8, [2, 4, 16])
@@ -74,13 +74,13 @@ def test_explicit_schedule_validated():
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(num_tokens=4, k_min=0, k_max=8), r"k_min = 0 is out of range.*\[1, k_max = 8\]"),
-        (dict(num_tokens=4, k_min=9, k_max=8), r"k_min = 9 is out of range.*\[1, k_max = 8\]"),
-        (dict(num_tokens=0, k_min=2, k_max=8), r"num_tokens = 0"),
-        (dict(num_tokens=4, k_min=2, k_max=0), r"k_max = 0"),
-        (dict(num_tokens=4, k_min=2, k_max=8, ramp_length=0), r"ramp_length = 0 .*\[1, num_tokens = 4\]"),
-        (dict(num_tokens=4, k_min=2, k_max=8, ramp_length=5), r"ramp_length = 5 .*\[1, num_tokens = 4\]"),
-        (dict(num_tokens=4, k_min=2, k_max=8, kind="exponential"), r"Unknown schedule kind 'exponential'"),
+        (dict(num_image_tokens=4, k_min=0, k_max=8), r"k_min = 0 is out of range.*\[1, k_max = 8\]"),
+        (dict(num_image_tokens=4, k_min=9, k_max=8), r"k_min = 9 is out of range.*\[1, k_max = 8\]"),
+        (dict(num_image_tokens=0, k_min=2, k_max=8), r"num_image_tokens = 0"),
+        (dict(num_image_tokens=4, k_min=2, k_max=0), r"k_max = 0"),
+        (dict(num_image_tokens=4, k_min=2, k_max=8, ramp_length=0), r"ramp_length = 0 .*\[1, num_image_tokens = 4\]"),
+        (dict(num_image_tokens=4, k_min=2, k_max=8, ramp_length=5), r"ramp_length = 5 .*\[1, num_image_tokens = 4\]"),
+        (dict(num_image_tokens=4, k_min=2, k_max=8, kind="exponential"), r"Unknown schedule kind 'exponential'"),
     ],
 )
 def test_invalid_input(kwargs, match):

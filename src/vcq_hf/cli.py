@@ -96,6 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return module.run_cli(args) or 0
     except (ValueError, FileNotFoundError, PermissionError, OSError) as err:
         parser.exit(2, f"vcq {args.command}: error: {err}\n")
+    except Exception as err:
+        from huggingface_hub.errors import StrictDataclassError  # a config that fails validation
+
+        if not isinstance(err, StrictDataclassError):
+            raise
+        parser.exit(2, f"vcq {args.command}: error: {err}\n")
 
 
 if __name__ == "__main__":

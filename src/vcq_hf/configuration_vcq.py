@@ -11,17 +11,16 @@ Vocabulary layout (one shared embedding table and one output head):
 A training sequence is `[class token, x_0, ..., x_{T-1}]` with `T = num_image_tokens`.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from huggingface_hub.dataclasses import strict
+from huggingface_hub.dataclasses import strict, validated_field
 from transformers import AutoConfig, LlamaConfig
 
 from .presets import PresetMixin
+from .schedules import CodebookSchedule
 from .schedules import codebook_sizes as make_codebook_sizes
-from .schedules import validate_codebook_sizes
+from .validation import check_number, number_validator
 
 
 def llamagen_intermediate_size(hidden_size: int, multiple_of: int = 256) -> int:
@@ -154,54 +153,49 @@ class VCQConfig(PresetMixin, LlamaConfig):
     num_hidden_layers: int = 12
     num_attention_heads: int = 12
 
-    codebook_size: int = 16384
+    codebook_size: int = validated_field(number_validator("codebook_size", minimum=1, integer=True), default=16384)
     codebook_sizes: list[int] | tuple[int, ...] | None = None
-    num_image_tokens: int = 256
-    num_classes: int = 1000
-    class_dropout_prob: float = 0.1
+    num_image_tokens: int = validated_field(number_validator("num_image_tokens", minimum=1, integer=True), default=256)
+    num_classes: int = validated_field(number_validator("num_classes", minimum=1, integer=True), default=1000)
+    class_dropout_prob: float | int = validated_field(
+        number_validator("class_dropout_prob", minimum=0.0, maximum=1.0), default=0.1
+    )
     mask_logits_in_loss: bool = False
 
     def __post_init__(self, **kwargs):
-        self._check_image_fields()
+        # Single fields were checked when they were set; derive the rest here and check how they fit together in
+        # `validate_vcq_fields` (run by `@strict` right after, after `from_pretrained` overrides, and at save).
         if self.codebook_sizes is None:
             self.codebook_sizes = [self.codebook_size] * self.num_image_tokens
-        self._check_schedule_length()
-        self.codebook_sizes = list(
-            validate_codebook_sizes(self.codebook_sizes, num_tokens=self.num_image_tokens, k_max=self.codebook_size)
-        )
-        expected_vocab = self.codebook_size + self.num_classes + 1
+        else:
+            try:  # validated once here; a bad schedule is reported by the class validator
+                self.codebook_sizes = self.codebook_schedule.to_list()  # stored as a JSON list of ints
+            except (ValueError, TypeError):
+                pass
         if self.vocab_size is None:
-            self.vocab_size = expected_vocab
-        self.max_position_embeddings = (
-            1 + self.num_image_tokens if self.max_position_embeddings is None else self.max_position_embeddings
-        )
-        self._check_derived_fields()
+            self.vocab_size = self.codebook_size + self.num_classes + 1
+        if self.max_position_embeddings is None:
+            self.max_position_embeddings = 1 + self.num_image_tokens
         super().__post_init__(**kwargs)
 
-    def _check_image_fields(self) -> None:
-        for name in ("codebook_size", "num_image_tokens", "num_classes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} = {value!r} is out of range: it must be an integer >= 1.")
-        if not 0.0 <= self.class_dropout_prob <= 1.0:
-            raise ValueError(f"class_dropout_prob = {self.class_dropout_prob} is out of range: it must be in [0, 1].")
+    @property
+    def codebook_schedule(self) -> CodebookSchedule:
+        """The validated, immutable [`~vcq_hf.schedules.CodebookSchedule`] of `codebook_sizes` (shared and cached
+        per distinct schedule): what the model's input checks, the masked loss and `VCQMask` consume."""
+        return CodebookSchedule.cached(self.codebook_sizes)
 
-    def _check_schedule_length(self) -> None:
-        if isinstance(self.codebook_sizes, (list, tuple)) and len(self.codebook_sizes) != self.num_image_tokens:
+    def validate_vcq_fields(self) -> None:
+        """Part of `@strict` validation: the image fields agree with each other and with the derived Llama fields."""
+        schedule = self.codebook_schedule
+        if len(schedule) != self.num_image_tokens:
             raise ValueError(
-                f"codebook_sizes has {len(self.codebook_sizes)} entries but num_image_tokens is "
-                f"{self.num_image_tokens}: give one codebook size per image position."
+                f"codebook_sizes has {len(schedule)} entries but num_image_tokens is {self.num_image_tokens}: give "
+                "one codebook size per image position."
             )
-
-    def _check_derived_fields(self) -> None:
-        self._check_schedule_length()
-        sizes = validate_codebook_sizes(
-            self.codebook_sizes, num_tokens=self.num_image_tokens, k_max=self.codebook_size
-        )
-        if sizes[-1] != self.codebook_size:
+        if schedule.k_max != self.codebook_size:
             raise ValueError(
-                f"codebook_sizes ends at {sizes[-1]} but codebook_size (K_max) is {self.codebook_size}: the largest "
-                "per-position size must equal codebook_size."
+                f"codebook_sizes ends at {schedule.k_max} but codebook_size (K_max) is {self.codebook_size}: "
+                "the largest per-position size must equal codebook_size."
             )
         expected_vocab = self.codebook_size + self.num_classes + 1
         if self.vocab_size != expected_vocab:
@@ -215,25 +209,42 @@ class VCQConfig(PresetMixin, LlamaConfig):
                 f"+ {self.num_image_tokens} image tokens, so it must be >= {1 + self.num_image_tokens}."
             )
 
-    def validate_vcq_fields(self):
-        """Part of `@strict` validation (also run by `save_pretrained`): the image fields still agree."""
-        self._check_image_fields()
-        self._check_derived_fields()
+    def validate_finite_floats(self) -> None:
+        """Part of `@strict` validation: Llama's float fields are finite and in range (NaN passes `x < lo`)."""
+        check_number("rms_norm_eps", self.rms_norm_eps, minimum=0.0, exclusive_minimum=True)
+        check_number("initializer_range", self.initializer_range, minimum=0.0)
+        if self.attention_dropout is not None:
+            check_number("attention_dropout", self.attention_dropout, minimum=0.0, maximum=1.0)
 
     @classmethod
-    def from_vq_config(cls, vq_config: Any, **kwargs: Any) -> VCQConfig:
+    def _fields_derived_from(cls, name: str) -> tuple[str, ...]:
+        # `from_pretrained(path, num_classes=N)` re-derives the vocabulary instead of keeping the stored one.
+        derived = {
+            "codebook_size": ("vocab_size",),
+            "num_classes": ("vocab_size",),
+            "num_image_tokens": ("max_position_embeddings",),
+            "hidden_size": ("head_dim",),
+            "num_attention_heads": ("head_dim",),
+        }
+        return derived.get(name, ())
+
+    @classmethod
+    def from_vq_config(cls, vq_config: Any, **kwargs: Any) -> "VCQConfig":
         """Build a prior config whose image fields (`codebook_size`, `codebook_sizes`, `num_image_tokens`) are taken
         from a tokenizer config (e.g. `VCQVQConfig`), so that both agree by construction.
 
         Args:
-            vq_config: any object with `codebook_size`, `codebook_sizes` and `num_tokens` (or `num_image_tokens`).
+            vq_config: any object with `codebook_size`, `codebook_sizes` and `num_image_tokens` (e.g. a
+                `VCQVQConfig`; objects that only have the old name `num_tokens` are accepted too).
             kwargs: other `VCQConfig` fields (or `preset="name"` to start from a preset).
         """
-        num_tokens = getattr(vq_config, "num_tokens", None) or getattr(vq_config, "num_image_tokens", None)
+        num_image_tokens = getattr(vq_config, "num_image_tokens", None)
+        if num_image_tokens is None:
+            num_image_tokens = vq_config.num_tokens
         image_fields = {
             "codebook_size": int(vq_config.codebook_size),
             "codebook_sizes": [int(size) for size in vq_config.codebook_sizes],
-            "num_image_tokens": int(num_tokens),
+            "num_image_tokens": int(num_image_tokens),
         }
         preset = kwargs.pop("preset", None)
         if preset is not None:

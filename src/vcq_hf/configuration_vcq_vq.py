@@ -1,51 +1,40 @@
 """Configuration of the VCQ image tokenizer (`VCQVQModel`), a TiTok-style 1D ViT with a variable-codebook quantizer."""
 
-from __future__ import annotations
-
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from huggingface_hub.dataclasses import strict, validated_field
 from transformers import AutoConfig, PreTrainedConfig
 
 from .presets import PresetMixin
-from .schedules import SCHEDULE_KINDS, validate_codebook_sizes
-from .schedules import codebook_sizes as schedule_codebook_sizes
+from .schedules import SCHEDULE_KINDS, CodebookSchedule
+from .validation import number_validator, optional_number_validator
 
 
 RECONSTRUCTION_LOSS_TYPES: tuple[str, ...] = ("mse", "l1")
-_INT_FIELDS: tuple[str, ...] = (
-    "image_size",
-    "num_channels",
-    "patch_size",
-    "num_tokens",
-    "encoder_hidden_size",
-    "encoder_num_layers",
-    "encoder_num_heads",
-    "decoder_hidden_size",
-    "decoder_num_layers",
-    "decoder_num_heads",
-    "codebook_size",
-    "codebook_dim",
-)
 
 
-def _check_int(name: str, value: Any, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} = {value!r} is out of range: it must be an integer >= {minimum}.")
+def _positive_int(name: str, default: int) -> Any:
+    return validated_field(number_validator(name, minimum=1, integer=True), default=default)
 
 
-def _check_float(name: str, value: Any, minimum: float = 0.0, strict: bool = False) -> None:
-    bad_type = isinstance(value, bool) or not isinstance(value, (int, float))
-    if bad_type or value < minimum or (strict and value == minimum):
-        bound = f"> {minimum}" if strict else f">= {minimum}"
-        raise ValueError(f"{name} = {value!r} is out of range: it must be a number {bound}.")
+def _number(name: str, default: float, **bounds: Any) -> Any:
+    return validated_field(number_validator(name, **bounds), default=default)
 
 
+def _choice(name: str, choices: tuple[str, ...]):
+    def validator(value: Any) -> None:
+        if value not in choices:
+            raise ValueError(f"{name} = {value!r} is not supported; expected one of {choices}.")
+
+    return validator
+
+
+@strict
 class VCQVQConfig(PresetMixin, PreTrainedConfig):
     r"""Configuration of [`VCQVQModel`], the VCQ image tokenizer.
 
     The tokenizer is a 1D ViT in the TiTok style: the encoder reads `(image_size / patch_size) ** 2` patch embeddings
-    plus `num_tokens` learned latent tokens; the latent outputs are projected to `codebook_dim` and quantized by a
+    plus `num_image_tokens` learned latent tokens; the latent outputs are projected to `codebook_dim` and quantized by a
     `VariableCodebookQuantizer` in which position t picks among the first `codebook_sizes[t]` entries of one shared
     codebook of `codebook_size` (K_max) entries. The decoder reads one mask token per patch plus the quantized latents
     projected up and predicts the pixels of each patch.
@@ -58,7 +47,9 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
         image_size (`int`, *optional*, defaults to 32): side of the square input images, a multiple of `patch_size`.
         num_channels (`int`, *optional*, defaults to 3): channels of the input images.
         patch_size (`int`, *optional*, defaults to 4): side of the square patches.
-        num_tokens (`int`, *optional*, defaults to 32): number T of image tokens (codes) per image.
+        num_image_tokens (`int`, *optional*, defaults to 32): number T of image tokens (codes) per image. Configs
+            saved before it was renamed store it as `num_tokens`; they load unchanged and `config.num_tokens` still
+            reads it.
         encoder_hidden_size (`int`, *optional*, defaults to 192): width of the encoder ViT.
         encoder_num_layers (`int`, *optional*, defaults to 4): depth of the encoder ViT.
         encoder_num_heads (`int`, *optional*, defaults to 4): attention heads of the encoder, divides its width.
@@ -73,8 +64,8 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
         k_min (`int`, *optional*, defaults to 2): K at the first position of a ramped schedule, in [1, K_max].
         schedule (`str`, *optional*, defaults to `"log"`): one of `"constant"` (the uniform baseline), `"linear"`,
             `"log"`, `"cosine"`; see `vcq_hf.schedules.codebook_sizes`.
-        ramp_length (`int`, *optional*): 1-based position where the schedule reaches K_max; defaults to `num_tokens`.
-        codebook_sizes (`list[int]`, *optional*): explicit K_t per position (length `num_tokens`, monotone, last entry
+        ramp_length (`int`, *optional*): 1-based position where the schedule reaches K_max; defaults to T.
+        codebook_sizes (`list[int]`, *optional*): explicit K_t per position (length `num_image_tokens`, monotone, last entry
             equal to `codebook_size`). Derived from the schedule fields when not given.
         use_l2_norm (`bool`, *optional*, defaults to `True`): cosine (l2-normalised) codebook lookup.
         commitment_weight (`float`, *optional*, defaults to 0.25): beta, the weight of the commitment term (the one
@@ -104,7 +95,7 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
         "tiny": dict(
             image_size=12,
             patch_size=4,
-            num_tokens=5,
+            num_image_tokens=5,
             encoder_hidden_size=30,
             encoder_num_layers=1,
             encoder_num_heads=3,
@@ -122,7 +113,7 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
         "small-32px": dict(
             image_size=32,
             patch_size=8,
-            num_tokens=32,
+            num_image_tokens=32,
             encoder_hidden_size=128,
             encoder_num_layers=4,
             encoder_num_heads=4,
@@ -139,7 +130,7 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
         "imagenet-256": dict(
             image_size=256,
             patch_size=16,
-            num_tokens=256,
+            num_image_tokens=256,
             encoder_hidden_size=768,
             encoder_num_layers=12,
             encoder_num_heads=12,
@@ -154,77 +145,66 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
         ),
     }
 
-    def __init__(
-        self,
-        image_size: int = 32,
-        num_channels: int = 3,
-        patch_size: int = 4,
-        num_tokens: int = 32,
-        encoder_hidden_size: int = 192,
-        encoder_num_layers: int = 4,
-        encoder_num_heads: int = 4,
-        decoder_hidden_size: int = 192,
-        decoder_num_layers: int = 4,
-        decoder_num_heads: int = 4,
-        mlp_ratio: float = 4.0,
-        layer_norm_eps: float = 1e-6,
-        initializer_range: float = 0.02,
-        codebook_size: int = 1024,
-        codebook_dim: int = 12,
-        k_min: int = 2,
-        schedule: str = "log",
-        ramp_length: int | None = None,
-        codebook_sizes: Sequence[int] | None = None,
-        use_l2_norm: bool = True,
-        commitment_weight: float = 0.25,
-        entropy_weight: float = 0.0,
-        entropy_temperature: float = 0.01,
-        usage_decay: float = 0.99,
-        reconstruction_loss_type: str = "mse",
-        quantizer_loss_weight: float = 1.0,
-        **kwargs: Any,
-    ):
-        self.image_size = image_size
-        self.num_channels = num_channels
-        self.patch_size = patch_size
-        self.num_tokens = num_tokens
-        self.encoder_hidden_size = encoder_hidden_size
-        self.encoder_num_layers = encoder_num_layers
-        self.encoder_num_heads = encoder_num_heads
-        self.decoder_hidden_size = decoder_hidden_size
-        self.decoder_num_layers = decoder_num_layers
-        self.decoder_num_heads = decoder_num_heads
-        self.mlp_ratio = mlp_ratio
-        self.layer_norm_eps = layer_norm_eps
-        self.initializer_range = initializer_range
-        self.codebook_size = codebook_size
-        self.codebook_dim = codebook_dim
-        self.k_min = k_min
-        self.schedule = schedule
-        self.ramp_length = ramp_length
-        self.codebook_sizes = codebook_sizes
-        self.use_l2_norm = use_l2_norm
-        self.commitment_weight = commitment_weight
-        self.entropy_weight = entropy_weight
-        self.entropy_temperature = entropy_temperature
-        self.usage_decay = usage_decay
-        self.reconstruction_loss_type = reconstruction_loss_type
-        self.quantizer_loss_weight = quantizer_loss_weight
-        self.verify()
-        super().__init__(**kwargs)
+    image_size: int = _positive_int("image_size", 32)
+    num_channels: int = _positive_int("num_channels", 3)
+    patch_size: int = _positive_int("patch_size", 4)
+    num_image_tokens: int = _positive_int("num_image_tokens", 32)
+    encoder_hidden_size: int = _positive_int("encoder_hidden_size", 192)
+    encoder_num_layers: int = _positive_int("encoder_num_layers", 4)
+    encoder_num_heads: int = _positive_int("encoder_num_heads", 4)
+    decoder_hidden_size: int = _positive_int("decoder_hidden_size", 192)
+    decoder_num_layers: int = _positive_int("decoder_num_layers", 4)
+    decoder_num_heads: int = _positive_int("decoder_num_heads", 4)
+    mlp_ratio: float | int = _number("mlp_ratio", 4.0, minimum=0.0, exclusive_minimum=True)
+    layer_norm_eps: float | int = _number("layer_norm_eps", 1e-6, minimum=0.0, exclusive_minimum=True)
+    initializer_range: float | int = _number("initializer_range", 0.02, minimum=0.0, exclusive_minimum=True)
+    codebook_size: int = _positive_int("codebook_size", 1024)
+    codebook_dim: int = _positive_int("codebook_dim", 12)
+    k_min: int = _positive_int("k_min", 2)
+    schedule: str = validated_field(_choice("schedule", SCHEDULE_KINDS), default="log")
+    ramp_length: int | None = validated_field(
+        optional_number_validator("ramp_length", minimum=1, integer=True), default=None
+    )
+    codebook_sizes: list[int] | tuple[int, ...] | None = None
+    use_l2_norm: bool = True
+    commitment_weight: float | int = _number("commitment_weight", 0.25, minimum=0.0)
+    entropy_weight: float | int = _number("entropy_weight", 0.0, minimum=0.0)
+    entropy_temperature: float | int = _number("entropy_temperature", 0.01, minimum=0.0, exclusive_minimum=True)
+    usage_decay: float | int = _number("usage_decay", 0.99, minimum=0.0, maximum=1.0, exclusive_maximum=True)
+    reconstruction_loss_type: str = validated_field(
+        _choice("reconstruction_loss_type", RECONSTRUCTION_LOSS_TYPES), default="mse"
+    )
+    quantizer_loss_weight: float | int = _number("quantizer_loss_weight", 1.0, minimum=0.0)
 
-    def verify(self) -> None:
-        """Check every field and derive `codebook_sizes` from the schedule fields when it is `None`.
+    # Configs saved before the token count had one name store `num_tokens`; it reads and writes `num_image_tokens`.
+    attribute_map: ClassVar[dict[str, str]] = {"num_tokens": "num_image_tokens"}
 
-        Runs at construction; run it again after setting attributes directly (as `from_pretrained(path, **overrides)`
-        does), which bypasses `__init__`. `VCQVQModel` calls it before building its layers.
+    def __post_init__(self, **kwargs):
+        if "num_tokens" in kwargs:  # an old config.json (or an old keyword)
+            self.num_image_tokens = kwargs.pop("num_tokens")
+        ramp_ok = self.ramp_length is None or self.ramp_length <= self.num_image_tokens
+        if self.codebook_sizes is None and self.k_min <= self.codebook_size and ramp_ok:
+            schedule = CodebookSchedule.from_kind(
+                self.num_image_tokens, self.k_min, self.codebook_size, self.schedule, self.ramp_length
+            )
+            self.codebook_sizes = schedule.to_list()
+        elif self.codebook_sizes is not None:
+            try:  # validated once here; a bad schedule is reported by the class validator
+                self.codebook_sizes = self.codebook_schedule.to_list()  # stored as a JSON list of ints
+            except (ValueError, TypeError):
+                pass
+        super().__post_init__(**kwargs)
 
-        Raises:
-            `ValueError`: naming the bad value and the allowed range.
-        """
-        for name in _INT_FIELDS:
-            _check_int(name, getattr(self, name))
-        image_size, patch_size, num_tokens = self.image_size, self.patch_size, self.num_tokens
+    @property
+    def codebook_schedule(self) -> CodebookSchedule:
+        """The validated, immutable [`~vcq_hf.schedules.CodebookSchedule`] of `codebook_sizes` (shared and cached
+        per distinct schedule): what the quantizer, the input checks and the analysis tools consume."""
+        return CodebookSchedule.cached(self.codebook_sizes)
+
+    def validate_vcq_vq(self) -> None:
+        """Part of `@strict` validation (at construction, after `from_pretrained` overrides, at save): the fields
+        agree with each other. Single fields are checked when they are set."""
+        image_size, patch_size = self.image_size, self.patch_size
         if image_size % patch_size != 0:
             raise ValueError(
                 f"patch_size = {patch_size} must divide image_size = {image_size} "
@@ -237,45 +217,30 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
                     f"{part}_num_heads = {heads} must divide {part}_hidden_size = {hidden} "
                     f"({hidden} % {heads} = {hidden % heads})."
                 )
-        _check_float("mlp_ratio", self.mlp_ratio, strict=True)
-        if min(self.encoder_hidden_size, self.decoder_hidden_size) * self.mlp_ratio < 0.5:
+        if round(min(self.encoder_hidden_size, self.decoder_hidden_size) * self.mlp_ratio) < 1:
             raise ValueError(f"mlp_ratio = {self.mlp_ratio} is too small: the MLP width rounds to 0.")
-        _check_float("layer_norm_eps", self.layer_norm_eps, strict=True)
-        _check_float("initializer_range", self.initializer_range, strict=True)
-        codebook_size, k_min, ramp_length = self.codebook_size, self.k_min, self.ramp_length
-        _check_int("k_min", k_min)
-        if k_min > codebook_size:
-            raise ValueError(f"k_min = {k_min} is out of range: it must be in [1, codebook_size = {codebook_size}].")
-        if self.schedule not in SCHEDULE_KINDS:
-            raise ValueError(f"schedule = {self.schedule!r} is not a schedule kind; expected one of {SCHEDULE_KINDS}.")
-        if ramp_length is not None:
-            _check_int("ramp_length", ramp_length)
-            if ramp_length > num_tokens:
-                raise ValueError(
-                    f"ramp_length = {ramp_length} is out of range: it must be in [1, num_tokens = {num_tokens}]."
-                )
-        if self.codebook_sizes is None:
-            sizes = schedule_codebook_sizes(num_tokens, k_min, codebook_size, self.schedule, ramp_length)
-        else:
-            sizes = validate_codebook_sizes(self.codebook_sizes, num_tokens=num_tokens, k_min=1, k_max=codebook_size)
-            if sizes[-1] != codebook_size:
-                raise ValueError(
-                    f"codebook_sizes[-1] = {sizes[-1]} must equal codebook_size = {codebook_size} (K_max, the size of "
-                    "the shared codebook); set codebook_size to the largest entry of codebook_sizes."
-                )
-        if not isinstance(self.use_l2_norm, bool):
-            raise ValueError(f"use_l2_norm = {self.use_l2_norm!r} must be a bool.")
-        for name in ("commitment_weight", "entropy_weight", "usage_decay", "quantizer_loss_weight"):
-            _check_float(name, getattr(self, name))
-        _check_float("entropy_temperature", self.entropy_temperature, strict=True)
-        if self.usage_decay >= 1.0:
-            raise ValueError(f"usage_decay = {self.usage_decay} is out of range: it must be in [0, 1).")
-        if self.reconstruction_loss_type not in RECONSTRUCTION_LOSS_TYPES:
+        if self.k_min > self.codebook_size:
             raise ValueError(
-                f"reconstruction_loss_type = {self.reconstruction_loss_type!r} is not supported; expected one of "
-                f"{RECONSTRUCTION_LOSS_TYPES}."
+                f"k_min = {self.k_min} is out of range: it must be in [1, codebook_size = {self.codebook_size}]."
             )
-        self.codebook_sizes = list(sizes)
+        if self.ramp_length is not None and self.ramp_length > self.num_image_tokens:
+            raise ValueError(
+                f"ramp_length = {self.ramp_length} is out of range: it must be in [1, num_image_tokens = "
+                f"{self.num_image_tokens}]."
+            )
+        if self.codebook_sizes is None:
+            raise ValueError("codebook_sizes is None; build the config again so that it is derived from the schedule.")
+        schedule = self.codebook_schedule
+        if len(schedule) != self.num_image_tokens:
+            raise ValueError(
+                f"codebook_sizes has {len(schedule)} entries but num_image_tokens is {self.num_image_tokens}; give "
+                "one codebook size per image position."
+            )
+        if schedule.k_max != self.codebook_size:
+            raise ValueError(
+                f"codebook_sizes[-1] = {schedule.k_max} must equal codebook_size = {self.codebook_size} (K_max, the "
+                "size of the shared codebook); set codebook_size to the largest entry of codebook_sizes."
+            )
 
     @property
     def num_patches(self) -> int:

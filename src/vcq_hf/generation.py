@@ -16,7 +16,7 @@ from transformers import LogitsProcessor
 from transformers.generation.logits_process import LOGITS_PROCESSOR_INPUTS_DOCSTRING
 from transformers.utils import add_start_docstrings
 
-from .schedules import validate_codebook_sizes
+from .schedules import CodebookSchedule
 
 
 class VCQMask(LogitsProcessor):
@@ -34,8 +34,9 @@ class VCQMask(LogitsProcessor):
     `VCQMask(codebook_sizes=config.codebook_sizes, prompt_length=1)`.
 
     Args:
-        codebook_sizes (`Sequence[int]`, *optional*):
-            K_0 .. K_{T-1}: monotone non-decreasing positive integers, one per image position. `None` leaves the mask
+        codebook_sizes (`CodebookSchedule` or `Sequence[int]`, *optional*):
+            K_0 .. K_{T-1}: monotone non-decreasing positive integers, one per image position (e.g.
+            `config.codebook_schedule`, used as is; a list is validated). `None` leaves the mask
             unbound (to be bound by `VCQForCausalLM.generate`).
         prompt_length (`int`, *optional*):
             Number of tokens before the first image token, >= 0. Defaults to 1 (the class token).
@@ -71,9 +72,11 @@ class VCQMask(LogitsProcessor):
     # with `trust_remote_code`, whose `VCQMask` class is a different object).
     is_vcq_mask = True
 
-    def __init__(self, codebook_sizes: Sequence[int] | None = None, prompt_length: int | None = None):
+    def __init__(
+        self, codebook_sizes: CodebookSchedule | Sequence[int] | None = None, prompt_length: int | None = None
+    ):
         if codebook_sizes is not None:
-            codebook_sizes = validate_codebook_sizes(codebook_sizes)
+            codebook_sizes = CodebookSchedule.cached(codebook_sizes)
         if prompt_length is not None and (
             isinstance(prompt_length, bool) or not isinstance(prompt_length, int) or prompt_length < 0
         ):
@@ -81,7 +84,7 @@ class VCQMask(LogitsProcessor):
                 f"`prompt_length` (={prompt_length!r}) has to be an integer >= 0: the number of tokens before the "
                 "first image token (1 for a class token)."
             )
-        self.codebook_sizes: tuple[int, ...] | None = codebook_sizes
+        self.codebook_sizes: CodebookSchedule | None = codebook_sizes
         self.prompt_length: int = 1 if prompt_length is None else prompt_length
         self._explicit_prompt_length = prompt_length is not None
 

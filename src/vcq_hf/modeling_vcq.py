@@ -93,8 +93,8 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
 
     # ------------------------------------------------------------------ helpers
     def _codebook_limits(self, device: torch.device) -> torch.Tensor:
-        """K_t for t in [0, T) as a (T,) int64 tensor on `device`."""
-        return torch.tensor(self.config.codebook_sizes, dtype=torch.long, device=device)
+        """K_t for t in [0, T) as a (T,) int64 tensor on `device` (cached by the config's schedule)."""
+        return self.config.codebook_schedule.limits(device)
 
     def build_input_ids(
         self,
@@ -162,19 +162,13 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
         image_ids = input_ids[:, image_start:]
         if image_ids.shape[-1] == 0:
             return
-        first_position = past_length + image_start - 1
-        limits = self._codebook_limits(input_ids.device)[first_position : first_position + image_ids.shape[-1]]
-        bad = (image_ids < 0) | (image_ids >= limits)
-        if is_labels:
-            bad &= image_ids != -100
-        if bool(bad.any()):
-            row, column = (int(index) for index in bad.nonzero()[0])
-            position = first_position + column
-            raise ValueError(
-                f"{name}[{row}, {image_start + column}] = {int(image_ids[row, column])} is not a valid image code at "
-                f"image position {position}: allowed range [0, K_{position}) = [0, {int(limits[column])})"
-                + (" (or -100 to ignore)." if is_labels else ".")
-            )
+        config.codebook_schedule.check_codes(
+            image_ids,
+            first_position=past_length + image_start - 1,
+            name=name,
+            column_offset=image_start,
+            ignore_index=-100 if is_labels else None,
+        )
 
     def _check_sequence_length(self, length: int, name: str = "input_ids") -> None:
         if length > 1 + self.config.num_image_tokens:
@@ -211,9 +205,8 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
         shift_logits = logits[:, :-1].float()  # (B, L-1, V): position t predicts image token x_t
         shift_labels = labels[:, 1:]  # (B, L-1)
         if self.config.mask_logits_in_loss:
-            limits = self._codebook_limits(logits.device)[: shift_logits.shape[1]]  # (L-1,)
-            vocab = torch.arange(shift_logits.shape[-1], device=logits.device)  # (V,)
-            outside = vocab[None, :] >= limits[:, None]  # (L-1, V)
+            schedule = self.config.codebook_schedule
+            outside = schedule.outside_mask(shift_logits.shape[-1], logits.device)[: shift_logits.shape[1]]  # (L-1, V)
             shift_logits = shift_logits.masked_fill(outside[None], -float("inf"))
         reduction = "sum" if num_items_in_batch is not None else "mean"
         loss = F.cross_entropy(
@@ -312,10 +305,10 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
             if getattr(processor, "is_vcq_mask", False):
                 has_mask = True
                 if not processor.is_bound:
-                    processor = processor.bind(self.config.codebook_sizes, prompt_length=1)
+                    processor = processor.bind(self.config.codebook_schedule, prompt_length=1)
             bound.append(processor)
         if apply_vcq_mask and not has_mask:
-            bound.append(VCQMask(codebook_sizes=self.config.codebook_sizes, prompt_length=1))
+            bound.append(VCQMask(codebook_sizes=self.config.codebook_schedule, prompt_length=1))
         return bound
 
     @torch.no_grad()

@@ -29,18 +29,20 @@ class VCQVQEncoderOutput(ModelOutput):
     """Output of [`VCQVQModel.encode`].
 
     Args:
-        codes (`torch.LongTensor` of shape `(batch_size, num_tokens)`): the image tokens, `codes[:, t] < K_t`.
-        quantized (`torch.FloatTensor` of shape `(batch_size, num_tokens, codebook_dim)`):
+        codes (`torch.LongTensor` of shape `(batch_size, num_image_tokens)`): the image tokens, `codes[:, t] < K_t`.
+        quantized (`torch.FloatTensor` of shape `(batch_size, num_image_tokens, codebook_dim)`):
             quantized latents with straight-through gradients to the encoder.
-        latents (`torch.FloatTensor` of shape `(batch_size, num_tokens, codebook_dim)`):
+        latents (`torch.FloatTensor` of shape `(batch_size, num_image_tokens, codebook_dim)`):
             encoder outputs before quantization (what `quantizer.restart_dead_codes` re-seeds dead codes from).
         loss (`torch.FloatTensor` of shape `()`): the quantizer loss, `codebook_loss + commitment_weight *
             commitment_loss + entropy_weight * entropy_loss`.
         codebook_loss (`torch.FloatTensor` of shape `()`): ||sg[z] - e||^2, moves the codebook.
         commitment_loss (`torch.FloatTensor` of shape `()`): ||z - sg[e]||^2, moves the encoder.
         entropy_loss (`torch.FloatTensor` of shape `()`): the entropy regulariser (0 when `entropy_weight` is 0).
-        codes_used (`torch.LongTensor` of shape `(num_tokens,)`): distinct codes per position in this batch.
-        perplexity (`torch.FloatTensor` of shape `(num_tokens,)`): code perplexity per position in this batch.
+        codes_used (`torch.LongTensor` of shape `(num_image_tokens,)`, *optional*): distinct codes per position in
+            this batch (only with `output_usage=True`).
+        perplexity (`torch.FloatTensor` of shape `(num_image_tokens,)`, *optional*): code perplexity per position in
+            this batch (only with `output_usage=True`).
     """
 
     codes: torch.LongTensor | None = None
@@ -79,9 +81,11 @@ class VCQVQModelOutput(ModelOutput):
         codebook_loss (`torch.FloatTensor` of shape `()`): see [`VCQVQEncoderOutput`].
         commitment_loss (`torch.FloatTensor` of shape `()`): see [`VCQVQEncoderOutput`].
         entropy_loss (`torch.FloatTensor` of shape `()`): see [`VCQVQEncoderOutput`].
-        codes (`torch.LongTensor` of shape `(batch_size, num_tokens)`): the image tokens.
-        codes_used (`torch.LongTensor` of shape `(num_tokens,)`): distinct codes per position in this batch.
-        perplexity (`torch.FloatTensor` of shape `(num_tokens,)`): code perplexity per position in this batch.
+        codes (`torch.LongTensor` of shape `(batch_size, num_image_tokens)`): the image tokens.
+        codes_used (`torch.LongTensor` of shape `(num_image_tokens,)`, *optional*): distinct codes per position in
+            this batch (only with `output_usage=True`).
+        perplexity (`torch.FloatTensor` of shape `(num_image_tokens,)`, *optional*): code perplexity per position in
+            this batch (only with `output_usage=True`).
     """
 
     sample: torch.FloatTensor | None = None
@@ -144,13 +148,13 @@ class VCQVQEncoder(nn.Module):
     def __init__(self, config: VCQVQConfig):
         super().__init__()
         hidden_size = config.encoder_hidden_size
-        self.num_tokens = config.num_tokens
+        self.num_image_tokens = config.num_image_tokens
         self.patch_embedding = nn.Conv2d(
             config.num_channels, hidden_size, kernel_size=config.patch_size, stride=config.patch_size
         )
         self.patch_position_embedding = nn.Parameter(torch.empty(1, config.num_patches, hidden_size))
-        self.latent_tokens = nn.Parameter(torch.empty(1, config.num_tokens, hidden_size))
-        self.latent_position_embedding = nn.Parameter(torch.empty(1, config.num_tokens, hidden_size))
+        self.latent_tokens = nn.Parameter(torch.empty(1, config.num_image_tokens, hidden_size))
+        self.latent_position_embedding = nn.Parameter(torch.empty(1, config.num_image_tokens, hidden_size))
         self.layers = nn.ModuleList(
             VCQVQLayer(hidden_size, config.encoder_num_heads, config.mlp_ratio, config.layer_norm_eps)
             for _ in range(config.encoder_num_layers)
@@ -165,7 +169,7 @@ class VCQVQEncoder(nn.Module):
         hidden_states = torch.cat([patches, latents], dim=1)  # (B, N + T, h)
         for layer in self.layers:
             hidden_states = layer(hidden_states)
-        hidden_states = self.norm(hidden_states[:, -self.num_tokens :])  # (B, T, h)
+        hidden_states = self.norm(hidden_states[:, -self.num_image_tokens :])  # (B, T, h)
         return self.proj_out(hidden_states)  # (B, T, codebook_dim)
 
 
@@ -180,7 +184,7 @@ class VCQVQDecoder(nn.Module):
         self.num_channels = config.num_channels
         self.grid_size = config.image_size // config.patch_size
         self.proj_in = nn.Linear(config.codebook_dim, hidden_size)
-        self.latent_position_embedding = nn.Parameter(torch.empty(1, config.num_tokens, hidden_size))
+        self.latent_position_embedding = nn.Parameter(torch.empty(1, config.num_image_tokens, hidden_size))
         self.mask_token = nn.Parameter(torch.empty(1, 1, hidden_size))
         self.patch_position_embedding = nn.Parameter(torch.empty(1, config.num_patches, hidden_size))
         self.layers = nn.ModuleList(
@@ -253,11 +257,10 @@ class VCQVQModel(VCQVQPreTrainedModel):
     """
 
     def __init__(self, config: VCQVQConfig):
-        config.verify()  # attributes set after construction (e.g. from_pretrained overrides) bypass __init__
         super().__init__(config)
         self.encoder = VCQVQEncoder(config)
         self.quantizer = VariableCodebookQuantizer(
-            config.codebook_sizes,
+            config.codebook_schedule,
             codebook_dim=config.codebook_dim,
             use_l2_norm=config.use_l2_norm,
             commitment_weight=config.commitment_weight,
@@ -283,33 +286,31 @@ class VCQVQModel(VCQVQPreTrainedModel):
             )
 
     def _check_codes(self, codes: torch.Tensor) -> None:
-        num_tokens = self.config.num_tokens
+        num_image_tokens = self.config.num_image_tokens
         if not isinstance(codes, torch.Tensor):
-            raise ValueError(f"codes must be a torch.Tensor of shape (batch_size, {num_tokens}), got {type(codes)}.")
-        if codes.dim() != 2 or codes.shape[1] != num_tokens:
-            raise ValueError(f"Expected codes of shape (batch_size, {num_tokens}), got {tuple(codes.shape)}.")
+            raise ValueError(
+                f"codes must be a torch.Tensor of shape (batch_size, {num_image_tokens}), got {type(codes)}."
+            )
+        if codes.dim() != 2 or codes.shape[1] != num_image_tokens:
+            raise ValueError(f"Expected codes of shape (batch_size, {num_image_tokens}), got {tuple(codes.shape)}.")
         if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
             raise ValueError(f"codes must have an integer dtype (torch.long), got {codes.dtype}.")
-        sizes = torch.tensor(self.config.codebook_sizes, device=codes.device)
-        invalid = (codes < 0) | (codes >= sizes)  # (B, T)
-        if invalid.any():
-            row, position = invalid.nonzero()[0].tolist()
-            code, size = codes[row, position].item(), self.config.codebook_sizes[position]
-            raise ValueError(
-                f"codes[{row}, {position}] = {code} is out of range for position {position}: it must be in "
-                f"[0, K_t = {size}) (codebook_sizes[{position}] = {size}). {int(invalid.sum())} invalid code(s) in all."
-            )
+        self.quantizer.schedule.check_codes(codes)
 
-    def encode(self, pixel_values: torch.Tensor, return_dict: bool = True) -> VCQVQEncoderOutput | tuple:
+    def encode(
+        self, pixel_values: torch.Tensor, output_usage: bool = False, return_dict: bool = True
+    ) -> VCQVQEncoderOutput | tuple:
         r"""Encode images into codes.
 
         Args:
             pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, image_size, image_size)`):
                 images in [-1, 1], e.g. from [`VCQImageProcessor`].
+            output_usage (`bool`, *optional*, defaults to `False`): also return the per-position `codes_used` and
+                `perplexity` of the batch (for training logs; costs a histogram over T * K_max bins).
             return_dict (`bool`, *optional*, defaults to `True`): return a [`VCQVQEncoderOutput`] instead of a tuple.
 
         Returns:
-            [`VCQVQEncoderOutput`] or `tuple`: codes `(batch_size, num_tokens)` int64 with `codes[:, t] < K_t`,
+            [`VCQVQEncoderOutput`] or `tuple`: codes `(batch_size, num_image_tokens)` int64 with `codes[:, t] < K_t`,
             quantized and pre-quantization latents, the quantizer loss terms and per-position usage.
 
         Raises:
@@ -317,7 +318,7 @@ class VCQVQModel(VCQVQPreTrainedModel):
         """
         self._check_pixel_values(pixel_values)
         latents = self.encoder(pixel_values)  # (B, T, codebook_dim)
-        quantizer_output = self.quantizer(latents)
+        quantizer_output = self.quantizer(latents, output_usage=output_usage)
         output = VCQVQEncoderOutput(
             codes=quantizer_output.codes,
             quantized=quantizer_output.quantized,
@@ -335,7 +336,7 @@ class VCQVQModel(VCQVQPreTrainedModel):
         r"""Decode codes into images.
 
         Args:
-            codes (`torch.LongTensor` of shape `(batch_size, num_tokens)`): integer codes with
+            codes (`torch.LongTensor` of shape `(batch_size, num_image_tokens)`): integer codes with
                 `0 <= codes[:, t] < config.codebook_sizes[t]`.
             return_dict (`bool`, *optional*, defaults to `True`): return a [`VCQVQDecoderOutput`] instead of a tuple.
 
@@ -354,12 +355,16 @@ class VCQVQModel(VCQVQPreTrainedModel):
         output = VCQVQDecoderOutput(sample=sample)
         return output if return_dict else output.to_tuple()
 
-    def forward(self, pixel_values: torch.Tensor, return_dict: bool = True) -> VCQVQModelOutput | tuple:
+    def forward(
+        self, pixel_values: torch.Tensor, output_usage: bool = False, return_dict: bool = True
+    ) -> VCQVQModelOutput | tuple:
         r"""Reconstruct images and compute the training losses.
 
         Args:
             pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, image_size, image_size)`):
                 images in [-1, 1].
+            output_usage (`bool`, *optional*, defaults to `False`): also return the per-position `codes_used` and
+                `perplexity` of the batch (for training logs).
             return_dict (`bool`, *optional*, defaults to `True`): return a [`VCQVQModelOutput`] instead of a tuple.
 
         Returns:
@@ -377,7 +382,7 @@ class VCQVQModel(VCQVQPreTrainedModel):
 
         ```
         """
-        encoded = self.encode(pixel_values)
+        encoded = self.encode(pixel_values, output_usage=output_usage)
         prediction = self.decoder(encoded.quantized)  # (B, C, H, W), unclamped
         if self.config.reconstruction_loss_type == "l1":
             reconstruction_loss = F.l1_loss(prediction.float(), pixel_values.float())

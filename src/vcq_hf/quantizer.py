@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-from .schedules import validate_codebook_sizes
+from .schedules import CodebookSchedule
+from .validation import check_number
 
 
 @dataclass
@@ -28,17 +29,19 @@ class QuantizerOutput(ModelOutput):
     """Output of `VariableCodebookQuantizer`.
 
     Args:
-        quantized (`torch.FloatTensor` of shape `(batch_size, num_tokens, codebook_dim)`):
+        quantized (`torch.FloatTensor` of shape `(batch_size, num_image_tokens, codebook_dim)`):
             Quantized latents with straight-through gradients to the input (l2-normalised in cosine mode).
-        codes (`torch.LongTensor` of shape `(batch_size, num_tokens)`): chosen entries, `codes[:, t] < K_t`.
+        codes (`torch.LongTensor` of shape `(batch_size, num_image_tokens)`): chosen entries, `codes[:, t] < K_t`.
         loss (`torch.FloatTensor` of shape `()`):
             `codebook_loss + commitment_weight * commitment_loss + entropy_weight * entropy_loss`.
         codebook_loss (`torch.FloatTensor` of shape `()`): ||sg[z] - e||^2, moves the codebook (weight 1).
         commitment_loss (`torch.FloatTensor` of shape `()`): ||z - sg[e]||^2, moves the encoder (weight beta).
         entropy_loss (`torch.FloatTensor` of shape `()`):
             mean over positions of (per-sample entropy - batch entropy) / log K_t of the soft assignments; 0 if off.
-        codes_used (`torch.LongTensor` of shape `(num_tokens,)`): distinct codes per position in this batch.
-        perplexity (`torch.FloatTensor` of shape `(num_tokens,)`): exp(entropy) of the code histogram per position.
+        codes_used (`torch.LongTensor` of shape `(num_image_tokens,)`, *optional*): distinct codes per position in
+            this batch; only with `output_usage=True`.
+        perplexity (`torch.FloatTensor` of shape `(num_image_tokens,)`, *optional*): exp(entropy) of the code
+            histogram per position; only with `output_usage=True`.
     """
 
     quantized: torch.FloatTensor | None = None
@@ -62,7 +65,7 @@ class LookupGroup:
 
 
 def plan_lookup_groups(
-    codebook_sizes: Sequence[int], slack: float = 0.125, small_size: int = 256
+    codebook_sizes: Sequence[int] | CodebookSchedule, slack: float = 0.125, small_size: int = 256
 ) -> tuple[LookupGroup, ...]:
     """Split positions into consecutive groups that share one matmul against `codebook[:K_group]`.
 
@@ -70,7 +73,7 @@ def plan_lookup_groups(
     small codebooks are cheap and are batched together, larger ones waste at most `slack` of their work. Positions
     whose K_t is below the group's size are masked, so the result stays exact.
     """
-    sizes = validate_codebook_sizes(codebook_sizes)
+    sizes = CodebookSchedule.coerce(codebook_sizes).sizes
     groups, start = [], 0
     while start < len(sizes):
         limit = max(small_size, math.floor((1.0 + slack) * sizes[start]))
@@ -92,21 +95,22 @@ def _pairwise_distances(latents: torch.Tensor, codebook: torch.Tensor) -> torch.
     )
 
 
-def naive_nearest_codes(latents: torch.Tensor, codebook: torch.Tensor, codebook_sizes: Sequence[int]) -> torch.Tensor:
+def naive_nearest_codes(
+    latents: torch.Tensor, codebook: torch.Tensor, codebook_sizes: Sequence[int] | CodebookSchedule
+) -> torch.Tensor:
     """Reference lookup: full (B, T, K_max) distances, entries j >= K_t masked with +inf, argmin. Costs T * K_max.
 
     Args:
-        latents (`torch.Tensor` of shape `(batch_size, num_tokens, dim)`)
+        latents (`torch.Tensor` of shape `(batch_size, num_image_tokens, dim)`)
         codebook (`torch.Tensor` of shape `(k_max, dim)`)
         codebook_sizes (`Sequence[int]`): K_t per position.
 
     Returns:
-        `torch.LongTensor` of shape `(batch_size, num_tokens)`.
+        `torch.LongTensor` of shape `(batch_size, num_image_tokens)`.
     """
     batch_size, num_tokens, dim = latents.shape
     distances = _pairwise_distances(latents.reshape(-1, dim), codebook).view(batch_size, num_tokens, -1)
-    sizes = torch.tensor(codebook_sizes, device=latents.device)
-    masked = torch.arange(codebook.shape[0], device=latents.device)[None, :] >= sizes[:, None]  # (T, K_max)
+    masked = CodebookSchedule.coerce(codebook_sizes).outside_mask(codebook.shape[0], latents.device)  # (T, K_max)
     distances = distances.masked_fill(masked[None], float("inf"))
     return distances.argmin(dim=-1)
 
@@ -115,7 +119,8 @@ class VariableCodebookQuantizer(nn.Module):
     """Vector quantizer where position t chooses among the first K_t entries of one shared codebook.
 
     Args:
-        codebook_sizes (`Sequence[int]`): K_t for each of the T positions, monotone non-decreasing.
+        codebook_sizes (`CodebookSchedule` or `Sequence[int]`): K_t for each of the T positions, monotone
+            non-decreasing; a `CodebookSchedule` (e.g. `config.codebook_schedule`) is used as is, a list is validated.
         codebook_dim (`int`): dimension D of the codebook entries.
         use_l2_norm (`bool`, *optional*, defaults to `True`):
             l2-normalise latents and entries before lookup (cosine similarity), as in LlamaGen / TiTok.
@@ -136,7 +141,7 @@ class VariableCodebookQuantizer(nn.Module):
 
     def __init__(
         self,
-        codebook_sizes: Sequence[int],
+        codebook_sizes: Sequence[int] | CodebookSchedule,
         codebook_dim: int,
         use_l2_norm: bool = True,
         commitment_weight: float = 0.25,
@@ -145,18 +150,14 @@ class VariableCodebookQuantizer(nn.Module):
         usage_decay: float = 0.99,
     ):
         super().__init__()
-        self.codebook_sizes = validate_codebook_sizes(codebook_sizes)
-        if isinstance(codebook_dim, bool) or not isinstance(codebook_dim, int) or codebook_dim < 1:
-            raise ValueError(f"codebook_dim = {codebook_dim!r} is out of range: it must be an integer >= 1.")
-        if commitment_weight < 0:
-            raise ValueError(f"commitment_weight = {commitment_weight} is out of range: it must be >= 0.")
-        if entropy_weight < 0:
-            raise ValueError(f"entropy_weight = {entropy_weight} is out of range: it must be >= 0.")
-        if entropy_temperature <= 0:
-            raise ValueError(f"entropy_temperature = {entropy_temperature} is out of range: it must be > 0.")
-        if not 0.0 <= usage_decay < 1.0:
-            raise ValueError(f"usage_decay = {usage_decay} is out of range: it must be in [0, 1).")
-        self.num_tokens = len(self.codebook_sizes)
+        self.schedule = CodebookSchedule.coerce(codebook_sizes)
+        self.codebook_sizes = self.schedule.sizes
+        check_number("codebook_dim", codebook_dim, minimum=1, integer=True)
+        check_number("commitment_weight", commitment_weight, minimum=0.0)
+        check_number("entropy_weight", entropy_weight, minimum=0.0)
+        check_number("entropy_temperature", entropy_temperature, minimum=0.0, exclusive_minimum=True)
+        check_number("usage_decay", usage_decay, minimum=0.0, maximum=1.0, exclusive_maximum=True)
+        self.num_image_tokens = len(self.codebook_sizes)
         self.codebook_size = max(self.codebook_sizes)
         self.codebook_dim = codebook_dim
         self.use_l2_norm = use_l2_norm
@@ -164,7 +165,7 @@ class VariableCodebookQuantizer(nn.Module):
         self.entropy_weight = entropy_weight
         self.entropy_temperature = entropy_temperature
         self.usage_decay = usage_decay
-        self.lookup_groups = plan_lookup_groups(self.codebook_sizes)
+        self.lookup_groups = plan_lookup_groups(self.schedule)
 
         self.embedding = nn.Embedding(self.codebook_size, codebook_dim)
         # Persistent, so that models built on the meta device by `from_pretrained` load it instead of leaving garbage.
@@ -178,15 +179,15 @@ class VariableCodebookQuantizer(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"num_tokens={self.num_tokens}, codebook_size={self.codebook_size}, codebook_dim={self.codebook_dim}, "
+            f"num_image_tokens={self.num_image_tokens}, codebook_size={self.codebook_size}, codebook_dim={self.codebook_dim}, "
             f"k_min={self.codebook_sizes[0]}, use_l2_norm={self.use_l2_norm}, groups={len(self.lookup_groups)}"
         )
 
     def _check_latents(self, latents: torch.Tensor) -> None:
-        if latents.dim() != 3 or latents.shape[1] != self.num_tokens or latents.shape[2] != self.codebook_dim:
+        if latents.dim() != 3 or latents.shape[1] != self.num_image_tokens or latents.shape[2] != self.codebook_dim:
             raise ValueError(
-                f"Expected latents of shape (batch_size, {self.num_tokens}, {self.codebook_dim}) "
-                f"(batch, num_tokens, codebook_dim), got {tuple(latents.shape)}."
+                f"Expected latents of shape (batch_size, {self.num_image_tokens}, {self.codebook_dim}) "
+                f"(batch, num_image_tokens, codebook_dim), got {tuple(latents.shape)}."
             )
         if not torch.isfinite(latents).all():
             bad = (~torch.isfinite(latents)).nonzero()[0].tolist()
@@ -215,7 +216,7 @@ class VariableCodebookQuantizer(nn.Module):
         chunk = latents[:, group.start : group.end].reshape(-1, dim)  # (B * n, D)
         distances = _pairwise_distances(chunk, codebook[: group.size]).view(batch_size, span, group.size)
         if group.needs_mask:
-            sizes = torch.tensor(self.codebook_sizes[group.start : group.end], device=latents.device)
+            sizes = self.schedule.limits(latents.device)[group.start : group.end]  # (n,), cached
             masked = torch.arange(group.size, device=latents.device)[None, :] >= sizes[:, None]  # (n, K_group)
             distances = distances.masked_fill(masked[None], float("inf"))
         return distances
@@ -233,10 +234,10 @@ class VariableCodebookQuantizer(nn.Module):
             sample_entropy = -(probs * log_probs.nan_to_num(neginf=0.0)).sum(-1).mean(0)  # (n,)
             mean_probs = probs.mean(0)  # (n, K)
             batch_entropy = -(mean_probs * torch.log(mean_probs.clamp_min(1e-12))).sum(-1)  # (n,)
-            sizes = torch.tensor(self.codebook_sizes[group.start : group.end], device=latents.device)
+            sizes = self.schedule.limits(latents.device)[group.start : group.end]  # (n,), cached
             normaliser = torch.log(sizes.float()).clamp_min(1.0)
             total = total + ((sample_entropy - batch_entropy) / normaliser).sum()
-        return total / self.num_tokens
+        return total / self.num_image_tokens
 
     def usage_statistics(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-position number of distinct codes and code perplexity over a batch of codes (B, T)."""
@@ -248,8 +249,17 @@ class VariableCodebookQuantizer(nn.Module):
         entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1)
         return (counts > 0).sum(-1), entropy.exp()
 
-    def forward(self, latents: torch.Tensor) -> QuantizerOutput:
-        """Quantize latents (B, T, D) in fp32 (autocast is disabled inside) with straight-through gradients."""
+    def forward(self, latents: torch.Tensor, output_usage: bool = False) -> QuantizerOutput:
+        """Quantize latents (B, T, D) in fp32 (autocast is disabled inside) with straight-through gradients.
+
+        Args:
+            latents (`torch.Tensor` of shape `(batch_size, num_image_tokens, codebook_dim)`): encoder outputs.
+            output_usage (`bool`, *optional*, defaults to `False`): also return the per-position `codes_used` and
+                `perplexity` of this batch (a histogram over T * K_max bins; for training logs, not for encoding).
+
+        Returns:
+            [`QuantizerOutput`]. In training mode the EMA usage counts of `restart_dead_codes` are updated too.
+        """
         self._check_latents(latents)
         input_dtype = latents.dtype
         with torch.autocast(device_type=latents.device.type, enabled=False):
@@ -266,8 +276,10 @@ class VariableCodebookQuantizer(nn.Module):
             loss = codebook_loss + self.commitment_weight * commitment_loss + self.entropy_weight * entropy_loss
             quantized = latents + (quantized - latents).detach()  # straight-through estimator
 
+        codes_used = perplexity = None
         with torch.no_grad():
-            codes_used, perplexity = self.usage_statistics(codes)
+            if output_usage:
+                codes_used, perplexity = self.usage_statistics(codes)
             if self.training:
                 batch_counts = torch.bincount(codes.reshape(-1), minlength=self.codebook_size).float()
                 self.code_usage.mul_(self.usage_decay).add_(batch_counts, alpha=1.0 - self.usage_decay)

@@ -230,7 +230,7 @@ def analyze_entropy(
         raise ValueError(f"threshold = {threshold} is out of range: it must be > 0 bits.")
     sizes = None
     if codebook_sizes is not None:
-        sizes = validate_codebook_sizes(codebook_sizes, num_tokens=num_tokens)
+        sizes = validate_codebook_sizes(codebook_sizes, num_image_tokens=num_tokens)
         column_max = codes.max(axis=0)
         bad = np.nonzero(column_max >= np.asarray(sizes))[0]
         if bad.size:

@@ -418,7 +418,7 @@ def _vit_training_flops_per_image(num_parameters: int, vq_config: Any) -> float:
     # Encoder and decoder each run over (patches + T) tokens: 6 N per token for the weights, plus attention scores
     # 12 * layers * sequence * width per token (PaLM's accounting).
     patches = (vq_config.image_size // vq_config.patch_size) ** 2
-    sequence = patches + vq_config.num_tokens
+    sequence = patches + vq_config.num_image_tokens
     attention = sum(
         12 * getattr(vq_config, f"{part}_num_layers") * sequence * getattr(vq_config, f"{part}_hidden_size")
         for part in ("encoder", "decoder")
