@@ -62,13 +62,14 @@ GROUPS = ("main", "regime", "seeds", "emoji")
 # --------------------------------------------------------------------------------------------------- the recipe
 @dataclass(frozen=True)
 class TokenizerRecipe:
-    """How every tokenizer of the study is trained: `train_tokenizer.py` flags, minus schedule, seed and data."""
+    """How every tokenizer of the study is trained: a `VCQVQConfig` preset (+ overrides) and `train_tokenizer.py`
+    flags. The study adds only data, schedule, seed, step budget, batch size and checkpointing; everything else
+    (losses, learning rate and its schedule, EMA, ...) is the script's default unless `extra_args` sets it."""
 
     vq_preset: str
     vq_overrides: dict
     steps: int
     batch_size: int
-    learning_rate: float
     extra_args: tuple[str, ...]
     source: str
 
@@ -85,9 +86,8 @@ def tokenizer_recipe() -> TokenizerRecipe:
         vq_overrides={},
         steps=900,
         batch_size=64,
-        learning_rate=1e-3,
-        extra_args=("--random_flip",),
-        source="v1 (tokenizer v2 not on main yet)",
+        extra_args=("--random_flip", "--learning_rate", "1e-3", "--lr_scheduler", "cosine", "--lr_warmup_steps", "45"),
+        source="v1 (study v1's recipe; tokenizer v2 not on main yet)",
     )
 
 
@@ -144,8 +144,8 @@ class StudySettings:
     train_sizes: tuple[int, ...] = (60000, 5000, 1000)  # the first is the main cells' N
     priors: tuple[PriorSpec, ...] = (PriorSpec("tiny", "tiny"), PriorSpec("small", "small"))
     main_prior: str = "small"
-    prior_steps: tuple[int, ...] = (1500, 4500)  # the first is the main cells' length
-    long_steps_max_n: int = 5000  # prior lengths after the first only for N <= this (many epochs at small N)
+    prior_steps: tuple[int, ...] = (1000, 3000)  # the first is the main cells' length (~1 epoch at N = 60k)
+    long_steps_max_n: int = 1000  # prior lengths after the first only for N <= this (64 -> 192 epochs at N = 1k)
     prior_batch_size: int = 64
     prior_learning_rate: float = 1e-3
     checkpointing_steps: int = 300
@@ -155,8 +155,11 @@ class StudySettings:
     guidance_max: float = 8.0
     sweep_samples: int = 1000
     num_samples: int = 5000
-    space_max_samples: dict = field(default_factory=lambda: {"effnet-lite0": 2000})  # per-space cap (real and fake)
-    nearest_max_train: dict = field(default_factory=lambda: {"effnet-lite0": 5000})  # nearest only if N <= this
+    # EfficientNet-Lite0 at 224 px costs ~0.05-0.13 s per image on one core: its gFID/KID/precision/recall use the
+    # first 1000 real and generated images (KID is unbiased there; FID in 1280-d is biased at that size), and its
+    # nearest-training-image distances only cells with N <= 1000.
+    space_max_samples: dict = field(default_factory=lambda: {"effnet-lite0": 1000})  # per-space cap (real and fake)
+    nearest_max_train: dict = field(default_factory=lambda: {"effnet-lite0": 1000})  # nearest only if N <= this
     sample_batch_size: int = 500
     probe_max_train: int = 20000
     probe_features: tuple[str, ...] = ("onehot", "embedding")
@@ -181,8 +184,7 @@ def smoke_settings() -> StudySettings:
             ),  # fmt: skip
             steps=3,
             batch_size=8,
-            learning_rate=1e-3,
-            extra_args=("--random_flip",),
+            extra_args=("--random_flip", "--learning_rate", "1e-3"),
             source="smoke",
         ),
         domains={
@@ -364,12 +366,10 @@ class Study:
     def sample_path(self, cell: Cell, guidance_scale: float, num_samples: int) -> Path:
         return self.output_dir / f"samples-{cell.name}-cfg{guidance_scale:g}-n{num_samples}" / "samples.npz"
 
-    def training_flags(self, batch_size: int, steps: int, learning_rate: float, seed: int) -> list[str]:
-        """Flags shared by both training scripts: budget, cosine schedule with 5% warm-up, resumable checkpoints."""
+    def training_flags(self, batch_size: int, steps: int, seed: int) -> list[str]:
+        """Flags shared by both training scripts: budget, seed, resumable checkpoints, no validation samples."""
         return [
             "--train_batch_size", str(batch_size), "--max_train_steps", str(steps),
-            "--learning_rate", str(learning_rate), "--lr_scheduler", "cosine",
-            "--lr_warmup_steps", str(max(1, steps // 20)),
             "--checkpointing_steps", str(self.settings.checkpointing_steps), "--checkpoints_total_limit", "1",
             "--resume_from_checkpoint", "latest", "--validation_steps", str(10**9), "--seed", str(seed),
         ]  # fmt: skip
@@ -392,7 +392,7 @@ class Study:
             "--model_config", recipe.vq_preset,
             "--config_overrides", *[f"{k}={json.dumps(v)}" for k, v in overrides.items()],
             *recipe.extra_args,
-            *self.training_flags(recipe.batch_size, steps or recipe.steps, recipe.learning_rate, seed),
+            *self.training_flags(recipe.batch_size, steps or recipe.steps, seed),
             "--usage_eval_samples", "2048", "--output_dir", str(output_dir),
             *(["--max_train_samples", str(domain.max_train_samples)] if domain.max_train_samples else []),
             *extra,
@@ -406,7 +406,9 @@ class Study:
             "--codes_dir", str(codes_dir), "--model_config", prior.preset,
             *(["--config_overrides", *[f"{k}={json.dumps(v)}" for k, v in prior.overrides.items()]]
               if prior.overrides else []),
-            *self.training_flags(s.prior_batch_size, cell.steps, s.prior_learning_rate, cell.seed),
+            *self.training_flags(s.prior_batch_size, cell.steps, cell.seed),
+            "--learning_rate", str(s.prior_learning_rate), "--lr_scheduler", "cosine",
+            "--lr_warmup_steps", str(max(1, cell.steps // 20)),
             "--max_train_samples", str(cell.num_train), "--output_dir", str(output_dir), *extra,
         ]  # fmt: skip
 
@@ -766,6 +768,7 @@ class Study:
                 self.run_scripts([self.prior_command(cell, codes_dir, prior_dir, extra=extra)])
             costs["prior_step_s"][prior.name] = step_seconds(prior_dir)
         costs.update(self.calibrate_in_process(folder, tokenizer_dir, codes_dir))
+        costs["load_average_1min"] = os.getloadavg()[0]  # costs scale with the machine's load when calibrated
         return costs
 
     def calibrate_in_process(self, folder: Path, tokenizer_dir: Path, codes_dir: Path) -> dict:
@@ -820,7 +823,7 @@ class Study:
         recipe = s.tokenizer
         tok_step = costs["tokenizer_step_s"]
         if "tokenizer_adversarial_step_s" in costs:
-            start = int(flag_value(recipe.extra_args, "--disc_start_step", 0))
+            start = int(flag_value(recipe.extra_args, "--disc_start_step", recipe.steps))
             start = min(start, recipe.steps)
             tokenizer_s = tok_step * start + costs["tokenizer_adversarial_step_s"] * (recipe.steps - start)
         else:
@@ -886,8 +889,11 @@ class Study:
             add(group, f"{len(group_cells)} cells: samples, NLL, features, metrics", sampling, serial)
         return rows
 
-    def print_plan(self, rows: list[dict]) -> None:
-        self.log(f"Planned cost per stage (from calibrated unit costs; wall with {self.jobs} parallel jobs):")
+    def print_plan(self, rows: list[dict], load: float) -> None:
+        self.log(
+            f"Planned cost per stage (unit costs calibrated at load average {load:.1f} on {os.cpu_count()} CPUs; "
+            f"wall with {self.jobs} parallel jobs):"
+        )
         self.log("| stage | work | CPU (min) | wall (min) |\n| --- | --- | ---: | ---: |")
         for row in rows:
             self.log(f"| {row['stage']} | {row['work']} | {row['cpu_s'] / 60:.1f} | {row['wall_s'] / 60:.1f} |")
@@ -922,10 +928,15 @@ def run_study(
     best_vcq_arm: str | None = None,
     external_tokenizers: dict | None = None,
     plan_only: bool = False,
+    costs_from: Path | None = None,
 ) -> dict:
     study = Study(output_dir, settings, jobs, in_process=in_process, external_tokenizers=external_tokenizers)
     results: dict = {"settings": asdict(settings), "groups": list(groups)}
     num_images = study.stage("images", count_images, settings)
+    if costs_from is not None and not (output_dir / "calibrate.json").exists():
+        write_json(
+            output_dir / "calibrate.json", {**json.loads(Path(costs_from).read_text()), "copied_from": str(costs_from)}
+        )
     results["calibration"] = costs = study.stage("calibrate", study.calibrate)
     vcq_arms = [arm.name for arm in settings.arms if arm.name != settings.baseline_arm]
     guess = best_vcq_arm or (json.loads((output_dir / "best-arm.json").read_text())["best_vcq_arm"]
@@ -934,7 +945,7 @@ def run_study(
     planned = [c for c in plan_cells(settings, guess, emoji_n) if c.group in groups]
     all_keys = list(dict.fromkeys(c.tokenizer for c in planned))
     rows = study.plan(costs, planned, list(all_keys), num_images)
-    study.print_plan(rows)
+    study.print_plan(rows, costs.get("load_average_1min", float("nan")))
     if best_vcq_arm is None and not (output_dir / "best-arm.json").exists() and len(vcq_arms) > 1:
         study.log(f"(The plan assumes '{guess}' as the best VCQ arm until the main cells choose it.)")
     write_json(output_dir / "plan.json", {"rows": rows, "best_vcq_arm_assumed": guess})
@@ -1318,6 +1329,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=2, help="Training/sampling processes run at once.")
     parser.add_argument("--report", type=Path, default=None, help="Write results.md/json and plots here.")
     parser.add_argument("--plan_only", action="store_true", help="Calibrate, print the plan and stop.")
+    parser.add_argument(
+        "--costs_from", type=Path, default=None, help="Reuse another study folder's calibrate.json (same recipe)."
+    )
     parser.add_argument("--groups", type=str, default=",".join(GROUPS), help=f"Stage groups to run: {GROUPS}.")
     parser.add_argument("--best_vcq_arm", type=str, default=None, help="Skip choosing it from the main cells.")
     parser.add_argument(
@@ -1394,6 +1408,7 @@ def main(argv: list[str] | None = None) -> dict:
         best_vcq_arm=args.best_vcq_arm,
         external_tokenizers=args.tokenizer,
         plan_only=args.plan_only,
+        costs_from=args.costs_from,
     )
     print(f"study finished in {time.perf_counter() - start:.0f} s; results in {args.output_dir}")
     return results
