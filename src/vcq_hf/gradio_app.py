@@ -133,6 +133,14 @@ class VCQDemo:
 
     def sampling_defaults(self) -> dict[str, Any]:
         """The pipeline's defaults for the knobs the page shows (the page starts from them)."""
+        # The pipeline that owns its defaults (the checkpoint's generation_config, then one documented default)
+        # resolves them; one that predates it keeps them as the defaults of `__call__`.
+        if hasattr(self.pipe, "resolve_sampling_settings"):
+            settings = self.pipe.resolve_sampling_settings()
+            return {
+                name: settings[name]
+                for name in ("guidance_scale", "guidance_schedule", "temperature", "top_k", "top_p")
+            }
         parameters = inspect.signature(self.pipe.__call__).parameters
         names = ("guidance_scale", "guidance_schedule", "temperature", "top_k", "top_p")
         return {name: parameters[name].default for name in names}
