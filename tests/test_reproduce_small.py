@@ -27,11 +27,13 @@ def test_plan_cells_cover_every_axis_once():
     assert len(names) == len(set(names))
     main = [c for c in cells if c.group == "main"]
     assert [c.arm for c in main] == ["uniform", "log", "linear", "cosine"]
-    assert {(c.num_train, c.prior, c.steps) for c in main} == {(60000, "small", 1500)}
+    short, long = settings.prior_steps
+    assert settings.train_sizes == (60000, 5000, 1000) and settings.long_steps_max_n == 1000
+    assert {(c.num_train, c.prior, c.steps) for c in main} == {(60000, "small", short)}
     regime = [c for c in cells if c.group == "regime"]
     assert {c.arm for c in regime} == {"uniform", "linear"}
-    # N x prior x length, the long runs only at small N, the main cell not repeated: 3 x 2 + 2 x 2 - 1 per arm
-    assert len(regime) == 2 * 9 and not any(c.steps == 4500 and c.num_train == 60000 for c in regime)
+    # N x prior at the main length, plus the long runs at N = 1k, the main cell not repeated: 3 x 2 + 2 - 1 per arm
+    assert len(regime) == 2 * 7 and {c.num_train for c in regime if c.steps == long} == {1000}
     assert {(c.arm, c.seed) for c in cells if c.group == "seeds"} == {("uniform", 1), ("linear", 1)}
     assert {(c.domain, c.arm, c.num_train) for c in cells if c.group == "emoji"} == {
         ("emoji", "uniform", 3000),
