@@ -253,4 +253,4 @@ def main(args: argparse.Namespace) -> dict | None:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    tu.run_script(main, parse_args)

@@ -6,7 +6,12 @@ The output folder (`Dataset.save_to_disk`, Arrow) has the columns "codes" (a fix
 split), plus `vcq_meta.json` with the tokenizer's `codebook_sizes`, the class names and where everything came from.
 With `--flip_augmentation` every image is also encoded mirrored, doubling the set (the originals come first).
 
-Runs on any number of processes: each rank encodes a contiguous shard and rank 0 concatenates them in order.
+Runs on any number of processes: each rank encodes a contiguous shard, `gather_object` brings the shards to every
+rank in order (no shared file system needed) and rank 0 writes the dataset.
+
+The dataset is written into a temporary folder beside `--output_dir` and moved into place when complete.
+`--overwrite` replaces only a folder this script wrote (it holds `vcq_meta.json`), and the output may not be (or
+contain) the tokenizer or the image folder it reads.
 
     accelerate launch examples/extract_codes.py --vq_model_path vcq-tokenizer-fmnist \
         --dataset_name fashion-mnist --flip_augmentation --output_dir fmnist-codes
@@ -28,7 +33,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -38,6 +43,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import training_utils as tu  # noqa: E402
 from vcq_hf.image_processing_vcq import VCQImageProcessor  # noqa: E402
 from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
+from vcq_hf.training_utils.checkpointing import weights_fingerprint  # noqa: E402
+from vcq_hf.training_utils.files import atomic_write_json, replace_folder, sibling_temp_folder  # noqa: E402
 
 
 logger = get_logger(__name__, log_level="INFO")
@@ -57,7 +64,9 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataloader_num_workers", type=int, default=0, help="Workers decoding/resizing images.")
     parser.add_argument("--mixed_precision", type=str, default=None, choices=["no", "fp16", "bf16"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true", help="Replace an existing dataset in --output_dir.")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Replace a codes dataset this script wrote earlier in --output_dir."
+    )
     args = parser.parse_args(input_args)
     tu.check_dataset_args(args)
     if args.batch_size < 1:
@@ -66,9 +75,34 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         raise ValueError(f"--dataloader_num_workers = {args.dataloader_num_workers} must be >= 0.")
     if not os.path.isfile(os.path.join(args.vq_model_path, "config.json")):
         raise ValueError(f"--vq_model_path {args.vq_model_path!r} has no config.json (train_tokenizer.py output?).")
-    if os.path.isfile(os.path.join(args.output_dir, META_FILENAME)) and not args.overwrite:
-        raise ValueError(f"{args.output_dir} already holds a codes dataset; pass --overwrite to replace it.")
+    check_output_dir(args)
     return args
+
+
+def check_output_dir(args: argparse.Namespace) -> None:
+    """The output may be new or empty, or with --overwrite a codes dataset written by this script; it may never be
+    or contain an input (replacing it would delete the tokenizer or the images before they are read)."""
+    output_dir = Path(args.output_dir)
+    for flag, source in (("--vq_model_path", args.vq_model_path), ("--train_data_dir", args.train_data_dir)):
+        if source is None:
+            continue
+        source = Path(source).resolve()
+        if source == output_dir.resolve() or output_dir.resolve() in source.parents:
+            raise ValueError(
+                f"--output_dir {args.output_dir!r} is or contains the input {flag} {str(source)!r}; writing there "
+                "would replace the input. Choose another --output_dir."
+            )
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output_dir {args.output_dir!r} exists and is not a folder.")
+    if not output_dir.is_dir() or not any(output_dir.iterdir()):
+        return
+    if not os.path.isfile(output_dir / META_FILENAME):
+        raise ValueError(
+            f"--output_dir {args.output_dir!r} is not empty and was not written by extract_codes.py (it has no "
+            f"{META_FILENAME}); refusing to replace it, with or without --overwrite. Choose a new or empty folder."
+        )
+    if not args.overwrite:
+        raise ValueError(f"{args.output_dir} already holds a codes dataset; pass --overwrite to replace it.")
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -150,24 +184,25 @@ def main(args: argparse.Namespace) -> Path:
     class_names = tu.label_names(dataset)
 
     output_dir = Path(args.output_dir)
-    shard_dir = output_dir / "_shards"
-    if accelerator.is_main_process:
-        if args.overwrite and output_dir.exists():
-            shutil.rmtree(output_dir)
-        shard_dir.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
-
     with accelerator.split_between_processes(list(range(len(dataset)))) as indices:
         logger.info(f"Rank {accelerator.process_index}: {len(indices)} images", main_process_only=False)
         shard = encode_shard(args, accelerator, model, image_processor, dataset, indices)
-    np.savez(shard_dir / f"rank-{accelerator.process_index:05d}.npz", **shard)
-    accelerator.wait_for_everyone()
+    shards = gather_object([shard])  # every rank's shard, in rank order
 
     if accelerator.is_main_process:
-        shards = [np.load(shard_dir / f"rank-{rank:05d}.npz") for rank in range(accelerator.num_processes)]
-        parts = {key: np.concatenate([s[key] for s in shards]) for key in shards[0].files}
-        save_codes_dataset(args, output_dir, parts, model.config, class_names, len(dataset))
-        shutil.rmtree(shard_dir)
+        parts = {key: np.concatenate([s[key] for s in shards]) for key in shards[0]}
+        # Written beside the target and swapped in when complete: an interrupted run leaves the old result intact.
+        check_output_dir(args)
+        tmp_dir = sibling_temp_folder(output_dir, "tmp")
+        try:
+            save_codes_dataset(
+                args, tmp_dir, parts, model.config, class_names, len(dataset), weights_fingerprint(model)
+            )
+            if output_dir.is_dir() and not any(output_dir.iterdir()):
+                output_dir.rmdir()
+            replace_folder(tmp_dir, output_dir, marker=META_FILENAME)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
         logger.info(
             f"Saved {len(parts['codes']) * (2 if args.flip_augmentation else 1)} code rows to {output_dir} "
             f"in {time.time() - start_time:.1f} s."
@@ -176,7 +211,9 @@ def main(args: argparse.Namespace) -> Path:
     return output_dir
 
 
-def save_codes_dataset(args, output_dir: Path, parts: dict, vq_config, class_names, num_source_images: int) -> None:
+def save_codes_dataset(
+    args, output_dir: Path, parts: dict, vq_config, class_names, num_source_images: int, vq_fingerprint: str
+) -> None:
     import datasets
 
     num_tokens = vq_config.num_image_tokens
@@ -207,6 +244,7 @@ def save_codes_dataset(args, output_dir: Path, parts: dict, vq_config, class_nam
         "num_source_images": int(num_source_images),
         "flip_augmentation": bool(args.flip_augmentation),
         "vq_model_path": str(Path(args.vq_model_path).resolve()),
+        "vq_model_fingerprint": vq_fingerprint,
         "dataset_name": args.dataset_name,
         "train_data_dir": str(Path(args.train_data_dir).resolve()) if args.train_data_dir else None,
         "split": args.split,
@@ -218,7 +256,7 @@ def save_codes_dataset(args, output_dir: Path, parts: dict, vq_config, class_nam
         info=info,
     )
     dataset.save_to_disk(str(output_dir))
-    tu.write_json(output_dir / META_FILENAME, meta)
+    atomic_write_json(output_dir / META_FILENAME, meta)  # written last: the mark of a complete codes dataset
 
 
 def load_codes_dataset(codes_dir: str | os.PathLike):
@@ -234,4 +272,4 @@ def load_codes_dataset(codes_dir: str | os.PathLike):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    tu.run_script(main, parse_args)

@@ -130,4 +130,4 @@ def main(args: argparse.Namespace) -> Path:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    tu.run_script(main, parse_args)

@@ -38,6 +38,7 @@ from vcq_hf.hub.model_card import save_model_card  # noqa: E402
 from vcq_hf.modeling_vcq import VCQForCausalLM  # noqa: E402
 from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
 from vcq_hf.pipeline_vcq import VCQPipeline  # noqa: E402
+from vcq_hf.training_utils.checkpointing import register_pretrained_hooks, weights_fingerprint  # noqa: E402
 
 
 logger = get_logger(__name__, log_level="INFO")
@@ -153,6 +154,15 @@ def main(args: argparse.Namespace) -> VCQPipeline:
             f"The tokenizer {vq_model_path} has codebook_sizes {list(vq_model.config.codebook_sizes)} but the codes "
             f"in {args.codes_dir} were made with {meta['codebook_sizes']}."
         )
+    # Another tokenizer with the same schedule would decode these codes into noise without any error: compare the
+    # weights' fingerprint recorded when the codes were extracted (older code sets have none).
+    expected = meta.get("vq_model_fingerprint")
+    if expected is not None and weights_fingerprint(vq_model) != expected:
+        raise ValueError(
+            f"The tokenizer {vq_model_path} is not the one the codes in {args.codes_dir} were extracted with (its "
+            f"weights' fingerprint differs from {expected}). Pass that tokenizer as --vq_model_path, or extract the "
+            "codes again with this one."
+        )
     if args.resolution is not None and args.resolution != vq_model.config.image_size:
         raise ValueError(
             f"--resolution {args.resolution} differs from the tokenizer's image_size {vq_model.config.image_size}."
@@ -179,9 +189,7 @@ def main(args: argparse.Namespace) -> VCQPipeline:
     vq_model.to(accelerator.device)
     if ema is not None:
         ema.to(accelerator.device)
-    tu.register_pretrained_hooks(
-        accelerator, {VCQForCausalLM: "transformer"}, ema=ema, ema_subfolder="transformer_ema"
-    )
+    register_pretrained_hooks(accelerator, {VCQForCausalLM: "transformer"}, ema_models={"transformer_ema": ema})
 
     total_batch_size = tu.start_training_run(
         accelerator,
@@ -193,7 +201,9 @@ def main(args: argparse.Namespace) -> VCQPipeline:
         max_train_steps=max_train_steps,
         num_epochs=num_epochs,
     )
-    global_step, first_epoch, resume_batches = tu.load_resume_state(accelerator, args, steps_per_epoch, logger)
+    global_step, first_epoch, resume_batches = tu.load_resume_state(
+        accelerator, args, steps_per_epoch, logger, optimizer, lr_scheduler
+    )
 
     unwrapped = accelerator.unwrap_model(model)
     pipeline = None
@@ -235,7 +245,14 @@ def main(args: argparse.Namespace) -> VCQPipeline:
             progress_bar.set_postfix(loss=f"{last_logs['loss']:.4f}")
 
         if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
-            tu.save_checkpoint(accelerator, args, global_step)
+            # Never save a non-finite state: the last step's loss and all weights are checked first.
+            tu.save_checkpoint(
+                accelerator,
+                args,
+                global_step,
+                check_modules={"transformer": unwrapped, "transformer_ema": ema.model if ema is not None else None},
+                loss=float(mean_loss),
+            )
 
         # Under FSDP a forward pass is collective, so rank-0-only sampling would hang: sample at the end only.
         sample_now = global_step % args.validation_steps == 0 and not tu.uses_sharded_states(accelerator)

@@ -39,6 +39,7 @@ from vcq_hf.configuration_vcq_vq import VCQVQConfig  # noqa: E402
 from vcq_hf.hub.model_card import save_model_card  # noqa: E402
 from vcq_hf.image_processing_vcq import VCQImageProcessor  # noqa: E402
 from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
+from vcq_hf.training_utils.checkpointing import register_pretrained_hooks, stop_on_nonfinite_weights  # noqa: E402
 
 
 logger = get_logger(__name__, log_level="INFO")
@@ -370,11 +371,10 @@ def main(args: argparse.Namespace) -> VCQVQModel:
         model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     if ema is not None:
         ema.to(accelerator.device)
-    tu.register_pretrained_hooks(
+    register_pretrained_hooks(
         accelerator,
         {VCQVQModel: "vq_model", PatchDiscriminator: "discriminator"},
-        ema=ema,
-        ema_subfolder="vq_model_ema",
+        ema_models={"vq_model_ema": ema},
     )
 
     total_batch_size = tu.start_training_run(
@@ -387,7 +387,9 @@ def main(args: argparse.Namespace) -> VCQVQModel:
         max_train_steps=max_train_steps,
         num_epochs=num_epochs,
     )
-    global_step, first_epoch, resume_batches = tu.load_resume_state(accelerator, args, steps_per_epoch, logger)
+    global_step, first_epoch, resume_batches = tu.load_resume_state(
+        accelerator, args, steps_per_epoch, logger, optimizer, lr_scheduler
+    )
 
     unwrapped = accelerator.unwrap_model(model)
     quantizer = unwrapped.quantizer
@@ -405,7 +407,9 @@ def main(args: argparse.Namespace) -> VCQVQModel:
             pixel_values = flip_batch(pixel_values, generator)
         gan_on = discriminator is not None and global_step >= args.disc_start_step
         with accelerator.accumulate(*(m for m in (model, discriminator) if m is not None)):
-            output = model(pixel_values, output_usage=True)  # codes_used / perplexity for the logs
+            # Diverged weights make the quantizer refuse its non-finite input: stop as the NaN guard does.
+            with stop_on_nonfinite_weights(accelerator, {"vq_model": unwrapped}, global_step, args.output_dir):
+                output = model(pixel_values, output_usage=True)  # codes_used / perplexity for the logs
             loss = output.loss
             terms = {
                 "loss/reconstruction": output.reconstruction_loss.detach(),
@@ -480,7 +484,18 @@ def main(args: argparse.Namespace) -> VCQVQModel:
             progress_bar.set_postfix(loss=f"{last_logs['loss']:.4f}", rec=f"{last_logs['loss/reconstruction']:.4f}")
 
         if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
-            tu.save_checkpoint(accelerator, args, global_step)
+            # Never save a non-finite state: the last step's loss and all weights are checked first.
+            tu.save_checkpoint(
+                accelerator,
+                args,
+                global_step,
+                check_modules={
+                    "vq_model": unwrapped,
+                    "vq_model_ema": ema.model if ema is not None else None,
+                    "discriminator": accelerator.unwrap_model(discriminator) if discriminator is not None else None,
+                },
+                loss=float(mean_loss),
+            )
 
         if accelerator.is_main_process and (
             global_step % args.validation_steps == 0 or global_step == max_train_steps

@@ -16,8 +16,6 @@ import json
 import logging
 import math
 import os
-import re
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,21 +27,28 @@ import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.tracking import GeneralTracker
-from accelerate.utils import DataLoaderConfiguration, DistributedType, ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 from torch.utils.data import DataLoader
 
+from vcq_hf.training_utils import checkpointing as ckpt
+from vcq_hf.training_utils.checkpointing import (
+    CHECKPOINT_PREFIX,
+    CorruptCheckpointError,
+    NonFiniteTrainingError,
+    check_finite_gradients,
+    check_finite_loss,
+    checkpoint_step,
+    load_module,
+    save_module,
+    uses_sharded_states,
+)
+
 
 logger = get_logger(__name__, log_level="INFO")
 
-CHECKPOINT_PREFIX = "checkpoint"
-_CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)$")
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
-
-
-class NonFiniteLossError(RuntimeError):
-    """Raised when the training loss becomes NaN or infinite; the last good checkpoint is left untouched."""
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -170,16 +175,7 @@ def check_common_training_args(args: argparse.Namespace) -> None:
             "Log in with `hf auth login` instead."
         )
     if args.resume_from_checkpoint not in (None, "latest"):
-        path = Path(args.resume_from_checkpoint)
-        if not path.is_absolute() and not path.exists():
-            path = Path(args.output_dir) / path
-        if not path.is_dir():
-            raise ValueError(f"--resume_from_checkpoint {args.resume_from_checkpoint!r}: no such checkpoint folder.")
-        if not _CHECKPOINT_RE.match(path.name):
-            raise ValueError(
-                f"--resume_from_checkpoint {args.resume_from_checkpoint!r}: the folder must be named "
-                f"{CHECKPOINT_PREFIX}-<global_step>."
-            )
+        resolve_resume_checkpoint(args)  # names a missing, misnamed or poisoned checkpoint folder
 
 
 def parse_report_to(report_to: str) -> list[str]:
@@ -348,164 +344,29 @@ def create_lr_scheduler(args: argparse.Namespace, optimizer, max_train_steps: in
     )
 
 
-def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
-    """The checkpoint-<step> folders of `output_dir`, oldest (lowest step) first."""
-    root = Path(output_dir)
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and _CHECKPOINT_RE.match(p.name)]
-    return sorted(found, key=lambda p: int(_CHECKPOINT_RE.match(p.name).group(1)))
-
-
-def checkpoint_step(path: str | os.PathLike) -> int:
-    """The global step encoded in a checkpoint-<step> folder name."""
-    match = _CHECKPOINT_RE.match(Path(path).name)
-    if match is None:
-        raise ValueError(f"{str(path)!r} is not a {CHECKPOINT_PREFIX}-<global_step> folder.")
-    return int(match.group(1))
+def save_checkpoint(
+    accelerator: Accelerator,
+    args: argparse.Namespace,
+    global_step: int,
+    check_modules: dict[str, nn.Module | None] | None = None,
+    loss: float | None = None,
+) -> Path:
+    """`vcq_hf.training_utils.save_checkpoint` with the script's flags: finiteness checks of `loss` and
+    `check_modules`, an atomic save, then rotation to --checkpoints_total_limit."""
+    return ckpt.save_checkpoint(
+        accelerator,
+        args.output_dir,
+        global_step,
+        total_limit=args.checkpoints_total_limit,
+        check_modules=check_modules,
+        loss=loss,
+        extra={"learning_rate": args.learning_rate},
+    )
 
 
 def resolve_resume_checkpoint(args: argparse.Namespace) -> Path | None:
-    """The checkpoint folder named by --resume_from_checkpoint, the newest one for 'latest', or None."""
-    if args.resume_from_checkpoint is None:
-        return None
-    if args.resume_from_checkpoint == "latest":
-        checkpoints = list_checkpoints(args.output_dir)
-        if not checkpoints:
-            logger.info(f"--resume_from_checkpoint latest: no checkpoint in {args.output_dir}; starting a new run.")
-            return None
-        return checkpoints[-1]
-    path = Path(args.resume_from_checkpoint)
-    if not path.is_absolute() and not path.exists():
-        path = Path(args.output_dir) / path
-    return path
-
-
-def rotate_checkpoints(output_dir: str | os.PathLike, total_limit: int | None) -> list[Path]:
-    """Delete the oldest checkpoints so that, after one more is saved, at most `total_limit` remain."""
-    if total_limit is None:
-        return []
-    checkpoints = list_checkpoints(output_dir)
-    excess = len(checkpoints) - (total_limit - 1)
-    removed = checkpoints[: max(excess, 0)]
-    if removed:
-        logger.info(f"Removing {len(removed)} old checkpoint(s): {', '.join(p.name for p in removed)}")
-    for path in removed:
-        shutil.rmtree(path)
-    return removed
-
-
-def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, global_step: int) -> Path:
-    """Rotate (main process) then `save_state` on every rank (FSDP/DeepSpeed shard their states)."""
-    path = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}-{global_step}"
-    if accelerator.is_main_process:
-        rotate_checkpoints(args.output_dir, args.checkpoints_total_limit)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(path))
-    logger.info(f"Saved state to {path}")
-    return path
-
-
-def uses_sharded_states(accelerator: Accelerator) -> bool:
-    """FSDP and DeepSpeed save model states themselves; the save_pretrained hooks must then stay out of the way."""
-    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
-
-
-def register_pretrained_hooks(
-    accelerator: Accelerator,
-    subfolders: dict[type, str],
-    ema: ExponentialMovingAverage | None = None,
-    ema_subfolder: str | None = None,
-    extra_save: Callable[[str], None] | None = None,
-    extra_load: Callable[[str], None] | None = None,
-) -> None:
-    """Save/load hooks that write each prepared model as a `save_pretrained` folder inside the checkpoint.
-
-    Args:
-        subfolders (`dict[type, str]`): model class -> subfolder name; classes without `save_pretrained` are
-            stored as `<subfolder>/model.safetensors`.
-        ema (`ExponentialMovingAverage`, *optional*): also saved, to `ema_subfolder`.
-    """
-    if uses_sharded_states(accelerator):
-        # accelerate writes sharded model states itself; the EMA rides along as a registered checkpoint object.
-        if ema is not None:
-            accelerator.register_for_checkpointing(ema)
-        return
-
-    def _subfolder(model: nn.Module) -> str:
-        for cls, name in subfolders.items():
-            if isinstance(model, cls):
-                return name
-        raise ValueError(f"No checkpoint subfolder registered for {type(model).__name__}.")
-
-    def save_hook(models: list[nn.Module], weights: list[dict], output_dir: str) -> None:
-        if accelerator.is_main_process:
-            for model in models:
-                model = accelerator.unwrap_model(model)
-                save_module(model, os.path.join(output_dir, _subfolder(model)))
-            if ema is not None:
-                ema.save_pretrained(os.path.join(output_dir, ema_subfolder))
-            if extra_save is not None:
-                extra_save(output_dir)
-        # Each model's weights were written above; stop accelerate from writing them a second time.
-        while weights:
-            weights.pop()
-
-    def load_hook(models: list[nn.Module], input_dir: str) -> None:
-        while models:
-            model = accelerator.unwrap_model(models.pop())
-            load_module(model, os.path.join(input_dir, _subfolder(model)))
-        if ema is not None:
-            ema.load_pretrained(os.path.join(input_dir, ema_subfolder))
-        if extra_load is not None:
-            extra_load(input_dir)
-
-    accelerator.register_save_state_pre_hook(save_hook)
-    accelerator.register_load_state_pre_hook(load_hook)
-
-
-def save_module(model: nn.Module, folder: str | os.PathLike) -> None:
-    """`save_pretrained` when the module has it, else its state dict as `model.safetensors`."""
-    if hasattr(model, "save_pretrained"):
-        model.save_pretrained(folder)
-        return
-    from safetensors.torch import save_file
-
-    os.makedirs(folder, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, os.path.join(folder, "model.safetensors"))
-
-
-def load_module(model: nn.Module, folder: str | os.PathLike) -> None:
-    """Load weights written by `save_module` into `model` in place (strict)."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"No .safetensors weights in {folder}.")
-    state: dict[str, torch.Tensor] = {}
-    for file in files:
-        state.update(load_file(str(file)))
-    # Tied weights are stored once by save_pretrained; fill the missing ties from the module itself.
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = set(_tied_parameter_names(model))
-    missing = [name for name in missing if name not in tied]
-    if missing or unexpected:
-        raise RuntimeError(
-            f"Checkpoint {folder} does not match {type(model).__name__}: missing {missing}, unexpected {unexpected}."
-        )
-
-
-def _tied_parameter_names(model: nn.Module) -> list[str]:
-    seen: dict[int, str] = {}
-    tied = []
-    for name, param in model.named_parameters(remove_duplicate=False):
-        if id(param) in seen:
-            tied.append(name)
-        else:
-            seen[id(param)] = name
-    return tied
+    """The checkpoint folder named by --resume_from_checkpoint, the newest complete one for 'latest', or None."""
+    return ckpt.resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -591,26 +452,6 @@ class ExponentialMovingAverage:
             self.optimization_step = int(json.load(f)["optimization_step"])
 
 
-def check_finite_loss(
-    accelerator: Accelerator, loss: torch.Tensor, global_step: int, output_dir: str | os.PathLike
-) -> torch.Tensor:
-    """Mean loss over all ranks; raises `NonFiniteLossError` on every rank at once if any rank's loss is NaN/inf.
-
-    Called before `backward`, so the weights of the step that produced the bad loss are never updated, and no
-    checkpoint is written after it.
-    """
-    mean_loss = accelerator.reduce(loss.detach().float().reshape(1), reduction="mean")
-    if not torch.isfinite(mean_loss).all():
-        checkpoints = list_checkpoints(output_dir)
-        last = f"the last good checkpoint is {checkpoints[-1]}" if checkpoints else "no checkpoint was saved yet"
-        raise NonFiniteLossError(
-            f"The training loss became {mean_loss.item()} at optimizer step {global_step + 1}; stopping. {last}. "
-            "Resume with --resume_from_checkpoint latest and a lower --learning_rate, more --lr_warmup_steps, "
-            "--mixed_precision bf16 instead of fp16, or a smaller --max_grad_norm."
-        )
-    return mean_loss
-
-
 def write_rank_report(
     accelerator: Accelerator, model: nn.Module, output_dir: str | os.PathLike, global_step: int
 ) -> Path:
@@ -645,11 +486,12 @@ def check_ema_supported(accelerator: Accelerator, args: argparse.Namespace) -> N
 
 
 def run_script(main: Callable[[argparse.Namespace], Any], parse_args: Callable[[], argparse.Namespace]) -> None:
-    """`__main__` entry: run `main(parse_args())`; a non-finite loss exits with status 1 and a one-line error."""
+    """`__main__` entry: run `main(parse_args())`. A bad flag or input file, a corrupt checkpoint or a non-finite
+    loss or weights end the run with status 1 and a one-line error instead of a traceback."""
     try:
         main(parse_args())
-    except NonFiniteLossError as err:
-        logging.getLogger(__name__).error(str(err))
+    except (NonFiniteTrainingError, CorruptCheckpointError, ValueError, FileNotFoundError) as err:
+        print(f"{Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
         sys.exit(1)
 
 
@@ -719,9 +561,16 @@ def start_training_run(
 
 
 def load_resume_state(
-    accelerator: Accelerator, args: argparse.Namespace, steps_per_epoch: int, script_logger: logging.LoggerAdapter
+    accelerator: Accelerator,
+    args: argparse.Namespace,
+    steps_per_epoch: int,
+    script_logger: logging.LoggerAdapter,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr_scheduler=None,
 ) -> tuple[int, int, int]:
-    """Load the full training state of the checkpoint --resume_from_checkpoint names, if any.
+    """Load the full training state of the checkpoint --resume_from_checkpoint names, if any. The checkpoint's
+    optimizer and scheduler carry the learning rate it was trained with; a different --learning_rate is applied to
+    them (the schedule continues at the same position with the new peak) and logged.
 
     Returns:
         `(global_step, first_epoch, resume_batches)`: optimizer steps already done, the epoch to continue in and how
@@ -731,6 +580,13 @@ def load_resume_state(
     resume_path = resolve_resume_checkpoint(args)
     if resume_path is not None:
         accelerator.load_state(str(resume_path))
+        if optimizer is not None and lr_scheduler is not None:
+            stored = ckpt.apply_learning_rate(optimizer, lr_scheduler, args.learning_rate)
+            if stored is not None:
+                script_logger.warning(
+                    f"{resume_path.name} was trained with --learning_rate {stored}; continuing with "
+                    f"--learning_rate {args.learning_rate} as asked (the schedule keeps its position)."
+                )
         global_step = checkpoint_step(resume_path)
         first_epoch = global_step // steps_per_epoch
         resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
@@ -773,12 +629,17 @@ def backward_and_step(
     global_step: int,
 ) -> torch.Tensor:
     """One micro-step's update, inside `accelerator.accumulate`: the NaN guard (`check_finite_loss`, before anything
-    changes), backward, clipping to --max_grad_norm when gradients synchronise, optimizer and scheduler steps and
-    zeroed gradients. Returns the loss averaged over the processes."""
+    changes), backward, clipping to --max_grad_norm and the gradient guard (`check_finite_gradients`) when gradients
+    synchronise, optimizer and scheduler steps and zeroed gradients. Returns the loss averaged over the processes."""
     mean_loss = check_finite_loss(accelerator, loss, global_step, args.output_dir)
     accelerator.backward(loss)
-    if accelerator.sync_gradients and args.max_grad_norm > 0:
-        accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+    if accelerator.sync_gradients:
+        # The norm is computed even without clipping (max_norm inf): non-finite gradients stop the run before the
+        # optimizer writes them into the weights. fp16 loss scaling skips such steps itself.
+        max_norm = args.max_grad_norm if args.max_grad_norm > 0 else float("inf")
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_norm)
+        if accelerator.scaler is None and grad_norm is not None:
+            check_finite_gradients(accelerator, grad_norm, global_step, args.output_dir)
     optimizer.step()
     lr_scheduler.step()
     optimizer.zero_grad(set_to_none=True)

@@ -16,7 +16,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState, PartialState
+from accelerate.state import AcceleratorState, GradientState
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file, save_file
 
@@ -35,6 +35,11 @@ from vcq_hf.image_processing_vcq import VCQImageProcessor  # noqa: E402
 from vcq_hf.modeling_vcq import VCQForCausalLM  # noqa: E402
 from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
 from vcq_hf.pipeline_vcq import VCQPipeline  # noqa: E402
+from vcq_hf.training_utils.checkpointing import (  # noqa: E402
+    CHECKPOINT_MARKER,
+    NonFiniteTrainingError,
+    rotate_checkpoints,
+)
 
 
 QUIET = ["--report_to", "jsonl"]
@@ -344,7 +349,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(workspace, tmp_path, monk
     out = tmp_path / "nan"
     args = train_ar.parse_args(ar_args(workspace["codes"], out, "--max_train_steps", "8", "--checkpointing_steps", "2",
                                        "--checkpoints_total_limit", "1"))  # fmt: skip
-    with pytest.raises(training_utils.NonFiniteLossError, match=r"nan at optimizer step 4.*checkpoint-2"):
+    with pytest.raises(NonFiniteTrainingError, match=r"nan at optimizer step 4.*checkpoint-2"):
         train_ar.main(args)
     assert checkpoint_names(out) == {"checkpoint-2"}
     assert not (out / "model_index.json").exists()
@@ -389,16 +394,17 @@ def test_ar_and_sample_argument_errors(workspace, tmp_path):
 
 
 def test_resume_latest_without_checkpoint_starts_fresh(tmp_path):
-    PartialState()  # the helpers log through accelerate's logger
     args = training_utils.argparse.Namespace(resume_from_checkpoint="latest", output_dir=str(tmp_path))
     assert training_utils.resolve_resume_checkpoint(args) is None
-    for step in (10, 2, 30):
+    for step in (10, 2, 30, 40):
         (tmp_path / f"checkpoint-{step}").mkdir()
+        if step != 40:  # checkpoint-40 is incomplete: no completion marker
+            (tmp_path / f"checkpoint-{step}" / CHECKPOINT_MARKER).write_text("{}")
     (tmp_path / "checkpoint-x").mkdir()
     assert training_utils.resolve_resume_checkpoint(args).name == "checkpoint-30"
-    removed = training_utils.rotate_checkpoints(tmp_path, total_limit=2)
+    removed = rotate_checkpoints(tmp_path, total_limit=1)
     assert [p.name for p in removed] == ["checkpoint-2", "checkpoint-10"]
-    assert checkpoint_names(tmp_path) == {"checkpoint-30", "checkpoint-x"}
+    assert checkpoint_names(tmp_path) == {"checkpoint-30", "checkpoint-40", "checkpoint-x"}
 
 
 # ---------------------------------------------------------------------------------------------------- model card

@@ -3,12 +3,30 @@ poisoned checkpoints, `extract_codes.py --overwrite` onto its own input. Each te
 had before is still there afterwards. The crash cases run as real subprocesses on tiny configs."""
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState
+from safetensors.torch import load_file
 
-from vcq_hf.cli import main
-from vcq_hf.data import imagefolder as data
-from vcq_hf.training_utils.files import FolderLockedError, folder_lock, replace_folder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+
+from vcq_hf.cli import main  # noqa: E402
+from vcq_hf.data import imagefolder as data  # noqa: E402
+from vcq_hf.training_utils.checkpointing import (  # noqa: E402
+    CHECKPOINT_MARKER,
+    NONFINITE_NOTE,
+    NonFiniteTrainingError,
+    resolve_resume_checkpoint,
+)
+from vcq_hf.training_utils.files import FolderLockedError, folder_lock, replace_folder  # noqa: E402
 
 
 def _snapshot(folder):
@@ -72,3 +90,254 @@ def test_replace_folder_keeps_unmarked_targets(tmp_path):
     replace_folder(new, target, marker="MARK")
     assert sorted(p.name for p in target.iterdir()) == ["a"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["target"]
+
+
+# ------------------------------------------------------------------------------------------------ training scripts
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+FIXTURE_IMAGES = Path(__file__).resolve().parent / "fixtures" / "images"
+QUIET = ["--report_to", "jsonl"]
+
+# Runs an example script as __main__ after patching vcq_hf's checkpoint writer to kill the process (SIGKILL, as
+# `kill -9` or the OOM killer would) right after the N-th model folder of a checkpoint has been written.
+KILL_DURING_SAVE = """
+import os, runpy, signal, sys
+import vcq_hf.training_utils.checkpointing as checkpointing
+kill_at, original, calls = int(os.environ["KILL_AT_SAVE"]), checkpointing.save_module, [0]
+def save_module(model, folder):
+    original(model, folder)
+    calls[0] += 1
+    if calls[0] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+checkpointing.save_module = save_module
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def run_script(script: str, args: list[str], env: dict | None = None, wrapper: str | None = None):
+    """Run examples/<script> in a fresh Python process; returns the CompletedProcess (text output)."""
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    environment.update(env or {})
+    prefix = ["-c", wrapper] if wrapper else []
+    return subprocess.run(
+        [sys.executable, *prefix, str(EXAMPLES / script), *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+    )
+
+
+def error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if ": error: " in line]
+
+
+def assert_one_line_error(result, *needles: str) -> str:
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = error_lines(result)
+    assert len(lines) == 1, result.stderr[-3000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def all_finite(folder: Path) -> bool:
+    return all(
+        bool(torch.isfinite(t).all()) for f in folder.rglob("*.safetensors") for t in load_file(str(f)).values()
+    )
+
+
+@pytest.fixture(autouse=True)
+def reset_accelerate_state():
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A tiny tokenizer trained for 2 steps and its codes for 32 fixture images in 3 classes (in-process)."""
+    import extract_codes
+    import train_tokenizer
+
+    root = tmp_path_factory.mktemp("faults")
+    data_dir = root / "data"
+    for path in sorted(FIXTURE_IMAGES.glob("*.png")):
+        kind = path.stem.split("_")[0]
+        (data_dir / "train" / kind).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, data_dir / "train" / kind / path.name)
+    tokenizer = root / "tokenizer"
+    train_tokenizer.main(train_tokenizer.parse_args(
+        ["--train_data_dir", str(data_dir), "--model_config", "tiny", "--train_batch_size", "8", "--max_train_steps",
+         "2", "--checkpointing_steps", "0", "--output_dir", str(tokenizer), *QUIET]
+    ))  # fmt: skip
+    AcceleratorState._reset_state(True)
+    codes = root / "codes"
+    extract_codes.main(extract_codes.parse_args(
+        ["--vq_model_path", str(tokenizer), "--train_data_dir", str(data_dir), "--output_dir", str(codes)]
+    ))  # fmt: skip
+    AcceleratorState._reset_state(True)
+    return {"data": data_dir, "tokenizer": tokenizer, "codes": codes}
+
+
+def ar_args(codes: Path, out: Path, *extra: str) -> list[str]:
+    return ["--codes_dir", str(codes), "--model_config", "tiny", "--train_batch_size", "8", "--learning_rate", "3e-3",
+            "--lr_warmup_steps", "1", "--validation_steps", "1000", "--num_validation_images_per_class", "1",
+            "--output_dir", str(out), *QUIET, *extra]  # fmt: skip
+
+
+def test_kill_during_checkpoint_save_then_resume_latest(workspace, tmp_path):
+    out = tmp_path / "run"
+    common = ["--max_train_steps", "6", "--checkpointing_steps", "2", "--checkpoints_total_limit", "1"]
+    # Killed while writing checkpoint-4 (its model folder is written, nothing else): with rotation before the save
+    # this lost checkpoint-2 and left an unusable checkpoint-4.
+    result = run_script("train_ar.py", ar_args(workspace["codes"], out, *common), {"KILL_AT_SAVE": "2"},
+                        KILL_DURING_SAVE)  # fmt: skip
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert (out / "checkpoint-2" / CHECKPOINT_MARKER).is_file() and all_finite(out / "checkpoint-2")
+    before = _snapshot(out / "checkpoint-2")
+    # A half-written newest checkpoint as older versions left it (an empty folder) must not block `latest`.
+    (out / "checkpoint-5").mkdir()
+
+    result = run_script("train_ar.py", ar_args(workspace["codes"], out, *common, "--resume_from_checkpoint", "latest"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "skipping checkpoint-5: incomplete" in result.stderr
+    assert "resuming from checkpoint-2, the newest complete one" in result.stderr
+    assert json.loads((out / "training_summary.json").read_text())["global_step"] == 6
+    # Rotation kept the newest complete checkpoint, left the incomplete folder alone and cleaned the temporary one.
+    assert sorted(p.name for p in out.iterdir() if "checkpoint" in p.name) == ["checkpoint-5", "checkpoint-6"]
+    assert before  # checkpoint-2 was intact until a newer complete checkpoint replaced it under the limit
+
+
+def test_corrupt_checkpoint_is_a_one_line_error_naming_the_file(workspace, tmp_path):
+    import train_ar
+
+    out = tmp_path / "run"
+    train_ar.main(train_ar.parse_args(ar_args(workspace["codes"], out, "--max_train_steps", "2",
+                                              "--checkpointing_steps", "2")))  # fmt: skip
+    weights = out / "checkpoint-2" / "transformer" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    result = run_script("train_ar.py", ar_args(workspace["codes"], out, "--max_train_steps", "4",
+                                               "--resume_from_checkpoint", "latest"))  # fmt: skip
+    assert_one_line_error(result, str(weights), "truncated or corrupt")
+
+
+def test_diverging_tokenizer_stops_cleanly_and_never_saves_or_recommends_nan(workspace, tmp_path):
+    out = tmp_path / "nan"
+    args = ["--train_data_dir", str(workspace["data"]), "--model_config", "tiny", "--train_batch_size", "8",
+            "--learning_rate", "1e6", "--lr_warmup_steps", "0", "--lr_scheduler", "constant", "--max_grad_norm", "0",
+            "--max_train_steps", "6", "--checkpointing_steps", "1", "--output_dir", str(out), *QUIET]  # fmt: skip
+    result = run_script("train_tokenizer.py", args)
+    # Step 1 is saved; the gradients of step 2 (from those weights) are non-finite: stop before they reach the
+    # weights, and mark checkpoint-1, which would fail the same way on resume whatever the learning rate.
+    line = assert_one_line_error(result, "gradient norm became nan at optimizer step 2")
+    assert "No finite checkpoint was saved yet" in line
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
+    assert all_finite(out / "checkpoint-1") and (out / "checkpoint-1" / NONFINITE_NOTE).is_file()
+    assert not (out / "model.safetensors").exists()
+    result = run_script("train_tokenizer.py", [*args, "--learning_rate", "1e-3", "--resume_from_checkpoint", "latest"])
+    assert_one_line_error(result, "none of the checkpoints", "can be resumed from")
+
+
+def test_extract_codes_overwrite_onto_its_own_input_is_refused(workspace, tmp_path):
+    before = _snapshot(workspace["tokenizer"])
+    result = run_script("extract_codes.py", ["--vq_model_path", str(workspace["tokenizer"]), "--train_data_dir",
+                                             str(workspace["data"]), "--output_dir", str(workspace["tokenizer"]),
+                                             "--overwrite"])  # fmt: skip
+    assert_one_line_error(result, "would replace the input")
+    assert _snapshot(workspace["tokenizer"]) == before
+
+
+def test_extract_codes_overwrite_replaces_only_its_own_output(workspace, tmp_path):
+    import extract_codes
+
+    base = ["--vq_model_path", str(workspace["tokenizer"]), "--train_data_dir", str(workspace["data"])]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(ValueError, match="was not written by extract_codes.py"):
+        extract_codes.parse_args([*base, "--output_dir", str(mine), "--overwrite"])
+    with pytest.raises(ValueError, match="would replace the input"):
+        extract_codes.parse_args([*base, "--output_dir", str(workspace["data"].parent), "--overwrite"])
+    assert (mine / "thesis.tex").read_text() == "years of work"
+
+    codes = tmp_path / "codes"
+    extract_codes.main(extract_codes.parse_args([*base, "--output_dir", str(codes)]))
+    AcceleratorState._reset_state(True)
+    first = json.loads((codes / "vcq_meta.json").read_text())
+    assert first["vq_model_fingerprint"].startswith("sha256:")
+    with pytest.raises(ValueError, match="--overwrite"):
+        extract_codes.parse_args([*base, "--output_dir", str(codes)])
+    extract_codes.main(extract_codes.parse_args([*base, "--output_dir", str(codes), "--overwrite",
+                                                 "--flip_augmentation"]))  # fmt: skip
+    assert json.loads((codes / "vcq_meta.json").read_text())["num_rows"] == 2 * first["num_rows"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["codes", "mine"]  # no temporary folder left
+
+
+def test_nan_right_after_a_save_marks_that_checkpoint_and_recommends_an_earlier_one(workspace, tmp_path, monkeypatch):
+    import train_ar
+    from vcq_hf.modeling_vcq import VCQForCausalLM
+
+    original_forward = VCQForCausalLM.forward
+    calls = {"n": 0}
+
+    def forward_with_nan_from_call_5(self, *args, **kwargs):
+        output = original_forward(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] >= 5 and output.loss is not None:
+            output.loss = output.loss * float("nan")
+        return output
+
+    monkeypatch.setattr(VCQForCausalLM, "forward", forward_with_nan_from_call_5)
+    out = tmp_path / "nan"
+    args = train_ar.parse_args(
+        ar_args(workspace["codes"], out, "--max_train_steps", "8", "--checkpointing_steps", "2")
+    )
+    # Checkpoint-4 holds the weights whose forward pass (optimizer step 5) gave NaN: resuming from it fails forever.
+    with pytest.raises(
+        NonFiniteTrainingError, match=r"nan at optimizer step 5.*last good checkpoint is .*checkpoint-2"
+    ):
+        train_ar.main(args)
+    assert (out / "checkpoint-4" / NONFINITE_NOTE).is_file() and all_finite(out / "checkpoint-4")
+    assert resolve_resume_checkpoint("latest", out).name == "checkpoint-2"
+    with pytest.raises(ValueError, match="non-finite loss"):
+        resolve_resume_checkpoint(str(out / "checkpoint-4"), out)
+
+
+def test_resume_with_a_new_learning_rate_applies_and_records_it(workspace, tmp_path):
+    import train_ar
+
+    out = tmp_path / "lr"
+    common = ["--max_train_steps", "4", "--checkpointing_steps", "2", "--lr_scheduler", "constant",
+              "--lr_warmup_steps", "0", "--logging_steps", "1"]  # fmt: skip
+    train_ar.main(train_ar.parse_args(ar_args(workspace["codes"], out, *common)))
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    shutil.rmtree(out / "checkpoint-4")
+    train_ar.main(train_ar.parse_args(ar_args(workspace["codes"], out, *common, "--learning_rate", "1e-4",
+                                              "--resume_from_checkpoint", "latest")))  # fmt: skip
+    logged = [json.loads(line) for line in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
+    rates = {record["step"]: record["lr"] for record in logged if "lr" in record}
+    assert rates[2] == pytest.approx(3e-3) and rates[3] == pytest.approx(1e-4) and rates[4] == pytest.approx(1e-4)
+    assert json.loads((out / "logs" / "hparams.json").read_text())["learning_rate"] == 1e-4
+    assert json.loads((out / "checkpoint-4" / CHECKPOINT_MARKER).read_text())["learning_rate"] == 1e-4
+
+
+def test_codes_from_another_tokenizer_are_refused(workspace, tmp_path):
+    import train_ar
+    from vcq_hf.modeling_vcq_vq import VCQVQModel
+
+    swapped = tmp_path / "swapped"
+    model = VCQVQModel.from_pretrained(workspace["tokenizer"])
+    with torch.no_grad():
+        model.quantizer.embedding.weight.mul_(1.01)  # same config and schedule, different weights
+    model.save_pretrained(swapped)
+    args = train_ar.parse_args(ar_args(workspace["codes"], tmp_path / "out", "--max_train_steps", "1",
+                                       "--vq_model_path", str(swapped)))  # fmt: skip
+    with pytest.raises(ValueError, match="not the one the codes .* were extracted with"):
+        train_ar.main(args)
