@@ -1347,6 +1347,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prior_steps", type=str, default=None, help="Comma-separated prior lengths (first = main).")
     parser.add_argument("--seeds", type=str, default=None, help="Comma-separated seeds (first = main).")
     parser.add_argument("--no_emoji", action="store_true", help="Leave the emoji domain out.")
+    parser.add_argument(
+        "--max_train_images",
+        type=int,
+        default=None,
+        help="Use only the first N training images of each domain (codes, entropy, probe; also tokenizer training "
+        "unless --tokenizer gives the tokenizers). For slices whose largest N is small.",
+    )
+    parser.add_argument(
+        "--feature_spaces", type=str, default=None, help="Comma-separated feature spaces for every domain."
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs = {args.jobs} must be >= 1")
@@ -1386,8 +1396,25 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
         changes["prior_steps"] = tuple(int(v) for v in args.prior_steps.split(","))
     if args.seeds:
         changes["seeds"] = tuple(int(v) for v in args.seeds.split(","))
-    if args.no_emoji:
-        changes["domains"] = {k: v for k, v in settings.domains.items() if k != "emoji"}
+    domains = {k: v for k, v in settings.domains.items() if not (args.no_emoji and k == "emoji")}
+    if args.max_train_images is not None:
+        if args.max_train_images < max(changes.get("train_sizes", settings.train_sizes)):
+            raise ValueError(f"--max_train_images = {args.max_train_images} is below the largest training-set size N.")
+        domains = {k: replace(v, max_train_samples=args.max_train_images) for k, v in domains.items()}
+    if args.feature_spaces:
+        from vcq_hf.metrics import FEATURE_EXTRACTORS
+
+        spaces = tuple(args.feature_spaces.split(","))
+        if not set(spaces) <= set(FEATURE_EXTRACTORS):
+            raise ValueError(f"--feature_spaces {args.feature_spaces!r}: choose from {sorted(FEATURE_EXTRACTORS)}.")
+        domains = {
+            k: replace(
+                v, feature_spaces=spaces, classifier_space=v.classifier_space if v.classifier_space in spaces else None
+            )
+            for k, v in domains.items()
+        }
+    if domains != settings.domains:
+        changes["domains"] = domains
     for name in ("train_sizes", "prior_steps"):
         if any(v < 1 for v in changes.get(name, (1,))):
             raise ValueError(f"--{name} values must be >= 1, got {changes[name]}.")

@@ -104,6 +104,15 @@ def test_cli_subsets_and_checks():
     settings = study.settings_from_args(args)
     assert [a.name for a in settings.arms] == ["uniform", "linear"] and settings.main_prior == "tiny"
     assert settings.train_sizes == (1000,) and settings.seeds == (0,)
+    sliced = study.settings_from_args(
+        study.parse_args(["--train_sizes", "1000", "--max_train_images", "1000", "--feature_spaces", "fmnist-cnn"])
+    )
+    assert sliced.domains["fmnist"].max_train_samples == 1000
+    assert (
+        sliced.domains["fmnist"].feature_spaces == ("fmnist-cnn",) and sliced.domains["emoji"].classifier_space is None
+    )
+    with pytest.raises(ValueError, match="below the largest"):
+        study.settings_from_args(study.parse_args(["--max_train_images", "500"]))
     with pytest.raises(ValueError, match="including 'uniform'"):
         study.settings_from_args(study.parse_args(["--arms", "linear"]))
     with pytest.raises(SystemExit):
