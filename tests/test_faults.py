@@ -341,3 +341,19 @@ def test_codes_from_another_tokenizer_are_refused(workspace, tmp_path):
                                        "--vq_model_path", str(swapped)))  # fmt: skip
     with pytest.raises(ValueError, match="not the one the codes .* were extracted with"):
         train_ar.main(args)
+
+
+# ---------------------------------------------------------------------------------------------------- bad input
+
+
+def test_encode_rejects_pixels_outside_minus_one_one(workspace):
+    from vcq_hf.modeling_vcq_vq import VCQVQModel
+
+    model = VCQVQModel.from_pretrained(workspace["tokenizer"]).eval()
+    size = model.config.image_size
+    images = torch.rand(2, 3, size, size)
+    model.encode(images * 2 - 1)
+    with pytest.raises(ValueError, match=r"\[-1, 1\], got values in \[.*\] \(images in \[0, 255\]\?\)"):
+        model.encode(images * 255)
+    with pytest.raises(ValueError, match="non-finite"):
+        model.encode(torch.full((1, 3, size, size), float("nan")))
