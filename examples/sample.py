@@ -2,7 +2,8 @@
 """Sample N class-balanced images from a trained `VCQPipeline` on any number of processes.
 
 Image i gets class `classes[i % len(classes)]` and its own generator seeded with `(seed, i)`, so the result does not
-depend on the number of processes or the batch size. Each rank samples a contiguous block of indices; rank 0 writes
+depend on the number of processes or the batch size. Each rank samples a contiguous block of indices; after every
+batch `gather_object` brings the images to rank 0 (no shared file system needed), which writes the PNGs and
 `samples.npz` (`arr_0`: uint8 (N, H, W, 3), the format of the ADM evaluator used by ImageNet papers; `labels`:
 int64 (N,); `codes`: int64 (N, T), the sampled image codes, for `vcq analyze copies`) and `sample_info.json`. PNGs go to `output_dir/images/<index>_<class id>.png` unless `--no_png`.
 
@@ -13,21 +14,24 @@ int64 (N,); `codes`: int64 (N, T), the sampled image codes, for `vcq analyze cop
 from __future__ import annotations
 
 import argparse
+import math
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from accelerate.logging import get_logger
+from accelerate.utils import gather_object
 from PIL import Image
+from tqdm.auto import tqdm
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import sampling_utils as su  # noqa: E402
 import training_utils as tu  # noqa: E402
+from vcq_hf.training_utils.files import atomic_write_json  # noqa: E402
 
 
 logger = get_logger(__name__, log_level="INFO")
@@ -58,6 +62,11 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     su.check_sampling_args(args)
     if not args.npz_name.endswith(".npz"):
         raise ValueError(f"--npz_name {args.npz_name!r} must end with .npz.")
+    if os.path.basename(args.npz_name) != args.npz_name or args.npz_name.startswith("."):
+        raise ValueError(
+            f"--npz_name {args.npz_name!r} must be a plain file name (it is written inside --output_dir); use "
+            "--output_dir to choose the folder."
+        )
     su.check_pipeline_path(args.pipeline_path)
     return args
 
@@ -69,50 +78,45 @@ def main(args: argparse.Namespace) -> Path:
     labels = [classes[i % len(classes)] for i in range(args.num_samples)]
 
     output_dir = Path(args.output_dir)
-    shard_dir, image_dir = output_dir / "_shards", output_dir / "images"
+    image_dir = output_dir / "images"
     if accelerator.is_main_process:
-        shard_dir.mkdir(parents=True, exist_ok=True)
-        if not args.no_png:
-            image_dir.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
+        (output_dir if args.no_png else image_dir).mkdir(parents=True, exist_ok=True)
 
+    samples: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    # Ranks hold at most ceil(N / P) indices; every rank takes part in the same number of gathers.
+    num_batches = math.ceil(math.ceil(args.num_samples / accelerator.num_processes) / args.batch_size)
     with accelerator.split_between_processes(list(range(args.num_samples))) as indices:
-        arrays, code_arrays = [], []
-        for batch in su.index_batches(accelerator, indices, args.batch_size):
-            generators = su.sample_generators(args.seed, batch)
-            # (B, H, W, C) in [0, 1]; (B, T) codes
-            images, codes = su.generate(
-                accelerator, pipeline, args, [labels[i] for i in batch], generators, "np", return_codes=True
-            )
-            code_arrays.append(codes.cpu().numpy().astype(np.int64))
-            uint8 = np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
-            if uint8.shape[-1] == 1:
-                uint8 = np.repeat(uint8, 3, axis=-1)
-            arrays.append(uint8)
-            if not args.no_png:
-                for index, image in zip(batch, uint8):
-                    Image.fromarray(image).save(image_dir / f"{index:06d}_{labels[index]}.png")
-        shard = np.concatenate(arrays) if arrays else np.zeros((0, 1, 1, 3), np.uint8)
-        shard_codes = np.concatenate(code_arrays) if code_arrays else np.zeros((0, 1), np.int64)
-        np.savez(
-            shard_dir / f"rank-{accelerator.process_index:05d}.npz",
-            arr_0=shard,
-            codes=shard_codes,
-            index=np.asarray(indices),
-        )
-    accelerator.wait_for_everyone()
+        batches = [indices[start : start + args.batch_size] for start in range(0, len(indices), args.batch_size)]
+        for step in tqdm(range(num_batches), desc="Sampling", disable=not accelerator.is_local_main_process):
+            batch = batches[step] if step < len(batches) else []
+            local = []
+            if batch:
+                generators = su.sample_generators(args.seed, batch)
+                # (B, H, W, C) in [0, 1]; (B, T) codes
+                images, codes = su.generate(
+                    accelerator, pipeline, args, [labels[i] for i in batch], generators, "np", return_codes=True
+                )
+                uint8 = np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
+                if uint8.shape[-1] == 1:
+                    uint8 = np.repeat(uint8, 3, axis=-1)
+                local = list(zip(batch, uint8, codes.cpu().numpy().astype(np.int64)))
+            for index, image, image_codes in gather_object(local):
+                if accelerator.is_main_process:
+                    samples[index] = (image, image_codes)
+                    if not args.no_png:
+                        Image.fromarray(image).save(image_dir / f"{index:06d}_{labels[index]}.png")
 
     npz_path = output_dir / args.npz_name
     if accelerator.is_main_process:
-        shards = [np.load(shard_dir / f"rank-{rank:05d}.npz") for rank in range(accelerator.num_processes)]
-        images = np.concatenate([s["arr_0"] for s in shards if len(s["index"])])
-        codes = np.concatenate([s["codes"] for s in shards if len(s["index"])])
-        order = np.concatenate([s["index"] for s in shards])
-        if not np.array_equal(order, np.arange(args.num_samples)):
-            raise RuntimeError(f"Sample shards do not cover 0..{args.num_samples - 1} in order.")
-        np.savez(npz_path, arr_0=images, labels=np.asarray(labels, dtype=np.int64), codes=codes)
-        shutil.rmtree(shard_dir)
-        tu.write_json(
+        if sorted(samples) != list(range(args.num_samples)):
+            raise RuntimeError(f"The gathered samples do not cover 0..{args.num_samples - 1}.")
+        images = np.stack([samples[i][0] for i in range(args.num_samples)])
+        codes = np.stack([samples[i][1] for i in range(args.num_samples)])
+        tmp = output_dir / f".{args.npz_name}.tmp"
+        with open(tmp, "wb") as f:
+            np.savez(f, arr_0=images, labels=np.asarray(labels, dtype=np.int64), codes=codes)
+        os.replace(tmp, npz_path)
+        atomic_write_json(
             output_dir / "sample_info.json",
             {
                 "pipeline_path": str(Path(args.pipeline_path).resolve()),

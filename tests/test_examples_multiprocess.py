@@ -1,4 +1,5 @@
-"""A real 2-process data-parallel run of examples/train_ar.py on CPU (gloo), launched like a user would.
+"""A real 2-process data-parallel run of examples/train_ar.py, extract_codes.py and sample.py on CPU (gloo),
+launched like a user would.
 
 `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2` starts two ranks in one torch.distributed
 group on CPU. (`--cpu --num_processes 2` silently starts one process, and `--multi_gpu` without ACCELERATE_USE_CPU
@@ -114,3 +115,38 @@ def test_train_ar_two_process_ddp(codes_dir, tmp_path):
         "random_states_1.pkl",
     ]
     assert (out / "model_index.json").is_file() and (out / "transformer" / "config.json").is_file()
+
+    # The same pipeline and codes through the two gathering scripts on 2 processes (gather_object, no shared
+    # files): identical to one process, with uneven shards (5 samples in batches of 2 -> ranks hold 3 and 2).
+    import sample
+
+    def launch(script: str, *args: str) -> None:
+        command = [*launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                   "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no",
+                   str(EXAMPLES_DIR / script), *args]  # fmt: skip
+        if launcher[0] != str(accelerate):
+            command.remove("launch")
+        result = run_launch(command, timeout=240, cwd=tmp_path)
+        assert result.returncode == 0, result.stdout[-4000:]
+
+    meta = json.loads((codes_dir / "vcq_meta.json").read_text())
+    launch("extract_codes.py", "--vq_model_path", meta["vq_model_path"], "--train_data_dir", meta["train_data_dir"],
+           "--output_dir", str(tmp_path / "codes2"), "--batch_size", "5")  # fmt: skip
+    import datasets
+
+    one, two = datasets.load_from_disk(str(codes_dir)), datasets.load_from_disk(str(tmp_path / "codes2"))
+    assert one["codes"] == two["codes"] and one["label"] == two["label"] and len(one) == 32
+
+    launch("sample.py", "--pipeline_path", str(out), "--output_dir", str(tmp_path / "s2"), "--num_samples", "5",
+           "--batch_size", "2", "--no_png")  # fmt: skip
+    try:
+        sample.main(sample.parse_args(["--pipeline_path", str(out), "--output_dir", str(tmp_path / "s1"),
+                                       "--num_samples", "5", "--batch_size", "5", "--no_png"]))  # fmt: skip
+    finally:
+        AcceleratorState._reset_state(True)
+    import numpy as np
+
+    a, b = np.load(tmp_path / "s1" / "samples.npz"), np.load(tmp_path / "s2" / "samples.npz")
+    for key in ("arr_0", "labels", "codes"):
+        assert np.array_equal(a[key], b[key]), key
+    assert sorted(p.name for p in (tmp_path / "s2").iterdir()) == ["sample_info.json", "samples.npz"]

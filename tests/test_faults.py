@@ -357,3 +357,11 @@ def test_encode_rejects_pixels_outside_minus_one_one(workspace):
         model.encode(images * 255)
     with pytest.raises(ValueError, match="non-finite"):
         model.encode(torch.full((1, 3, size, size), float("nan")))
+
+
+def test_sample_npz_name_cannot_leave_the_output_dir(tmp_path):
+    import sample
+
+    for name in ("../x.npz", "/tmp/x.npz", "sub/x.npz", ".hidden.npz"):
+        with pytest.raises(ValueError, match="plain file name"):
+            sample.parse_args(["--pipeline_path", str(tmp_path), "--output_dir", str(tmp_path), "--npz_name", name])
