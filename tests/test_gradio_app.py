@@ -4,7 +4,9 @@ browser on the bundled demo checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import runpy
 import shutil
 import socket
@@ -190,6 +192,67 @@ def test_app_py_is_the_demo_command(monkeypatch, capsys):
     assert "--model" in out and "--port" in out and "--host" in out
 
 
+# ----------------------------------------------------------------------------------------- the page, through its API
+
+
+@pytest.fixture(scope="module")
+def served(demo):
+    """The tiny demo's page served on a free 127.0.0.1 port, and a Gradio client session on it."""
+    pytest.importorskip("gradio")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from gradio_client import Client
+
+    from vcq_hf.gradio_app import build_app, serve
+
+    app = serve(build_app(demo), host="127.0.0.1", port=_free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        yield Client(app.local_url, verbose=False, download_files=False)
+    finally:
+        app.close()
+
+
+def test_page_api_generates_then_decodes_coarse_to_fine(demo, served):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="Generate images first"):
+        served.predict(None, 1, api_name="/coarse_to_fine")
+    settings = dict(guidance_scale=2.0, schedule="linear", temperature=1.0, top_k=0, top_p=1.0)
+    gallery, status, index = served.predict(2, 3, *settings.values(), 9, api_name="/generate")
+    assert [item["caption"] for item in gallery] == [f"2: fish, seed {s}" for s in (9, 10, 11)]
+    assert index == {"__type__": "update", "maximum": 3, "value": 1}  # the VCQ view's image picker follows
+    assert status.startswith("3 image(s) of class 2: fish, 12x12 px, guidance 2 (linear), seeds 9..11")
+    decodes = served.predict(3, api_name="/coarse_to_fine")
+    assert [item["caption"] for item in decodes] == [
+        "first 1 token",
+        "first 2 tokens",
+        "first 4 tokens",
+        "all 5 tokens",
+    ]
+    with pytest.raises(AppError, match="Value 4 is greater than maximum value 3"):  # the picker's range follows
+        served.predict(4, api_name="/coarse_to_fine")
+    with pytest.raises(AppError, match="Value 0 is less than minimum value 1"):
+        served.predict(0, api_name="/coarse_to_fine")
+
+
+@pytest.mark.parametrize(
+    "position, value, match",
+    [
+        (0, 3, r"Value: 3 is not in the list of choices: \[0, 1, 2\]"),
+        (1, 17, "Value 17 is greater than maximum value 16"),
+        (2, -0.5, "Value -0.5 is less than minimum value 0"),
+        (5, 38, "Value 38 is greater than maximum value 37"),
+        (7, -1, "Value -1 is less than minimum value 0"),
+    ],
+)
+def test_page_api_refuses_values_outside_the_controls(served, position, value, match):
+    from gradio_client.exceptions import AppError
+
+    arguments = [0, 1, 2.0, "constant", 1.0, 0, 1.0, 0]
+    arguments[position] = value
+    with pytest.raises(AppError, match=match):
+        served.predict(*arguments, api_name="/generate")
+
+
 # ------------------------------------------------------------------------------------------------ the page, a browser
 
 
@@ -210,6 +273,20 @@ def _browser_missing() -> str | None:
 
 BROWSER_MISSING = _browser_missing()
 browser = pytest.mark.skipif(BROWSER_MISSING is not None, reason=BROWSER_MISSING or "")
+
+
+@contextlib.contextmanager
+def slowed_down(module: torch.nn.Module, seconds: float):
+    """Make every forward call of `module` take `seconds` longer."""
+
+    def pause(*args):
+        time.sleep(seconds)
+
+    handle = module.register_forward_pre_hook(pause)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def _free_port() -> int:
@@ -322,9 +399,17 @@ def test_page_in_headless_chromium(page):
     for shown, reference in zip(first, expected):
         assert np.array_equal(_rgb(shown), np.asarray(reference))
 
-    # Another seed gives other pixels; the first seed again gives the same pixels.
+    # Another seed gives other pixels; the first seed again gives the same pixels. Sampling is slowed down here
+    # (20 ms per token) so that its progress, reported token by token, can be seen in the page.
     _set_number(driver, "#vcq-seed", 12)
-    driver.find_element(By.CSS_SELECTOR, "#vcq-generate").click()
+    with slowed_down(demo.pipe.transformer, seconds=0.02):
+        driver.find_element(By.CSS_SELECTOR, "#vcq-generate").click()
+        progress = _wait(
+            driver,
+            lambda d: re.search(r"sampling: token (\d+) of 32", d.find_element(By.CSS_SELECTOR, "#vcq-gallery").text),
+            what="the sampling progress",
+        )
+        assert 1 <= int(progress.group(1)) <= 32
     second = _gallery(driver, "#vcq-gallery", previous=first, count=2)
     assert not np.array_equal(_rgb(second[0]), _rgb(first[0]))
     assert np.array_equal(_rgb(second[0]), _rgb(first[1]))  # seed 12 is image 1 of seed 11
