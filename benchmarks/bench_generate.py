@@ -5,7 +5,8 @@ Two models, each with T = 256 image tokens and a log schedule, batch 8, sampling
 - `small`: the demo preset (hidden 256, 4 layers, K_max = 1024, 10 classes) with `num_image_tokens=256`,
 - `38m`: hidden 512, 6 layers, 8 heads, K_max = 16384, 1000 classes (an ImageNet-sized vocabulary of 17,385).
 
-Variants: `no mask` (`apply_vcq_mask=False`), `VCQMask` (the default), `CFG s=4 + VCQMask` (transformers'
+Variants: `no mask` (the stock `LlamaForCausalLM._get_logits_processor`, i.e. without the model's hook), `VCQMask`
+(the default), `CFG s=4 + VCQMask` (transformers'
 `guidance_scale`, null class as unconditional prompt; it runs a second, unbatched forward per step). Runs are
 interleaved (ABBA order) and the median and the minimum of `--repeats` are reported, since the machine is shared;
 "paired" is the median over rounds of the per-round ratio to `no mask`, the steadiest overhead estimate under load. The mask's own cost per call is
@@ -20,11 +21,13 @@ import argparse
 import os
 import statistics
 import time
+from unittest import mock
 
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
+from transformers import LlamaForCausalLM  # noqa: E402
 
 from vcq_hf import VCQConfig, VCQForCausalLM, VCQMask  # noqa: E402
 from vcq_hf.schedules import codebook_sizes  # noqa: E402
@@ -58,16 +61,22 @@ def build_model(name: str) -> VCQForCausalLM:
 
 
 VARIANTS = {
-    "no mask": {"apply_vcq_mask": False},
+    "no mask": {"_raw_model": True},
     "VCQMask": {},
     "CFG s=4 + VCQMask": {"guidance_scale": 4.0},
 }
 
 
 def time_generate(model: VCQForCausalLM, prompt: torch.Tensor, kwargs: dict) -> float:
+    kwargs = dict(kwargs)
+    raw_model = kwargs.pop("_raw_model", False)
     torch.manual_seed(0)
     start = time.perf_counter()
-    out = model.generate(prompt, do_sample=True, **kwargs)
+    if raw_model:  # generate without VCQForCausalLM's processor hook (no mask)
+        with mock.patch.object(type(model), "_get_logits_processor", LlamaForCausalLM._get_logits_processor):
+            out = model.generate(prompt, do_sample=True, **kwargs)
+    else:
+        out = model.generate(prompt, do_sample=True, **kwargs)
     elapsed = time.perf_counter() - start
     expected_length = 1 + kwargs.get("max_new_tokens", NUM_TOKENS)
     if out.shape != (prompt.shape[0], expected_length):

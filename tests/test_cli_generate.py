@@ -12,7 +12,7 @@ from PIL import Image
 import vcq_hf.cli_generate as cli_generate
 from vcq_hf import VCQConfig, VCQForCausalLM, VCQVQConfig, VCQVQModel
 from vcq_hf.cli import main
-from vcq_hf.cli_generate import make_grid, parse_class_labels
+from vcq_hf.cli_generate import default_class_labels, make_grid
 from vcq_hf.pipeline_vcq import VCQPipeline
 
 
@@ -79,20 +79,28 @@ def test_default_class_labels_are_all_classes(model_dir, tmp_path, capsys):
     code, out, _ = run(["generate", "--model", str(model_dir), "--quiet", "--output", str(tmp_path / "g.png")], capsys)
     assert code == 0 and "(3 classes x 4 images)" in out
     with pytest.raises(ValueError, match="has 1000 classes; choose some with --class-labels"):
-        parse_class_labels(None, 1000)
-    assert parse_class_labels(["3", "cat", "-0"], 5) == [3, "cat", 0]
+        default_class_labels(1000)
+    assert default_class_labels(5) == [0, 1, 2, 3, 4]
 
 
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--class-labels", "3"], "class label 3 is out of range: this model has 3 classes, ids in [0, 3)"),
-        (["--class-labels", "-1"], "class label -1 is out of range"),
+        (
+            ["--class-labels", "3"],
+            "class label 3 (class_labels[0]) is out of range: this model has 3 classes, ids in [0, 3)",
+        ),
+        (["--class-labels", "-1"], "class label -1 (class_labels[0]) is out of range"),
         (
             ["--class-labels", "golden retreiver"],
             "Unknown class name 'golden retreiver'. Did you mean: 'golden retriever'",
         ),
         (["--num-images-per-class", "0"], "--num-images-per-class 0 is out of range"),
+        (["--guidance-scale", "nan"], "guidance_scale = nan is out of range: it must be a finite number >= 0"),
+        (["--guidance-scale", "-1"], "guidance_scale = -1.0 is out of range"),
+        (["--temperature", "inf"], "temperature = inf is out of range: it must be a finite number > 0"),
+        (["--top-p", "nan"], "top_p = nan is out of range"),
+        (["--top-k", "-2"], "top_k = -2 is out of range"),
     ],
 )
 def test_bad_labels_are_clean_errors(model_dir, tmp_path, capsys, extra, message):

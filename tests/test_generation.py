@@ -103,18 +103,16 @@ class TestVCQMaskUnit:
         with pytest.raises(ValueError, match="exceeds the vocabulary size 3"):
             VCQMask([4], prompt_length=0)(torch.zeros(1, 0, dtype=torch.long), torch.zeros(1, 3))
 
-    def test_unbound_mask_says_what_to_pass(self):
+    def test_mask_without_schedule_says_what_to_pass(self):
         mask = VCQMask()
-        assert not mask.is_bound
+        assert mask.codebook_sizes is None
         with pytest.raises(ValueError, match=r"VCQMask\(codebook_sizes=config.codebook_sizes, prompt_length="):
             mask(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 10))
 
-    def test_bind(self):
-        bound = VCQMask().bind([2, 4], prompt_length=1)
-        assert bound.is_bound and bound.codebook_sizes == (2, 4) and bound.prompt_length == 1
-        assert VCQMask(prompt_length=2).bind([2, 4]).prompt_length == 2  # an explicit prompt length is kept
-        own = VCQMask([8, 8], prompt_length=0)
-        assert own.bind([2, 4]) is own
+    @pytest.mark.parametrize("value", [float("nan"), float("inf"), None, True])
+    def test_prompt_length_must_be_an_int(self, value):
+        with pytest.raises(ValueError, match="prompt_length"):
+            VCQMask([2, 4], prompt_length=value)
 
 
 def test_classifier_free_guidance_formula():
@@ -135,10 +133,10 @@ def biased_model():
 
 
 def test_without_mask_the_biased_model_picks_invalid_ids(biased_model):
-    # Makes the decoding-mode tests below meaningful: the raw model would emit the null class token.
+    # Makes the decoding-mode tests below meaningful: the raw model's argmax is the null class token.
     prompt = biased_model.build_input_ids([0, 1])
-    out = biased_model.generate(prompt, do_sample=False, apply_vcq_mask=False)
-    assert bool((out[:, 1:] == biased_model.config.null_class_token_id).all())
+    logits = biased_model(prompt).logits[:, -1]
+    assert logits.argmax(-1).tolist() == [biased_model.config.null_class_token_id] * 2
 
 
 @pytest.mark.parametrize(
@@ -171,17 +169,51 @@ def test_mask_holds_for_every_decoding_mode(biased_model, generate_kwargs):
 @pytest.mark.parametrize(
     "logits_processor",
     [None, VCQMask(), [VCQMask()], LogitsProcessorList([VCQMask()]), VCQMask(SIZES, prompt_length=1)],
-    ids=["none", "bare-unbound", "list-unbound", "processor-list", "bare-bound"],
+    ids=["none", "bare-model-schedule", "list-model-schedule", "processor-list", "bare-own-schedule"],
 )
 def test_generate_accepts_mask_forms(biased_model, logits_processor):
     out = biased_model.generate(biased_model.build_input_ids([1]), do_sample=False, logits_processor=logits_processor)
     assert_valid_codes(out)
 
 
-def test_unbound_mask_is_not_mutated_by_generate(biased_model):
+def test_mask_without_schedule_is_not_mutated_by_generate(biased_model):
     mask = VCQMask()
     biased_model.generate(biased_model.build_input_ids([1]), logits_processor=mask)
-    assert not mask.is_bound
+    assert mask.codebook_sizes is None
+
+
+def test_generate_uses_the_model_specific_processor_hook(biased_model):
+    # The model adds its mask through transformers' `_get_logits_processor` hook, not a `generate` override.
+    from transformers import GenerationMixin
+
+    assert "generate" not in type(biased_model).__dict__
+    assert "_get_logits_processor" in type(biased_model).__dict__
+    config = biased_model.generation_config
+    processors = biased_model._get_logits_processor(config, logits_processor=None)
+    assert [type(p).__name__ for p in processors] == ["VCQMask"]
+    assert processors[0].codebook_sizes == tuple(SIZES)
+    assert isinstance(biased_model, GenerationMixin)
+
+
+@pytest.mark.parametrize("guidance_scale", [1.0, 3.0])
+def test_static_cache_generate_gives_the_same_codes(guidance_scale):
+    model = tiny_model(seed=5)
+    prompt = model.build_input_ids([0, 1, 2])
+    dynamic = model.generate(prompt, do_sample=False, guidance_scale=guidance_scale, logits_processor=VCQMask())
+    static = model.generate(
+        prompt,
+        do_sample=False,
+        guidance_scale=guidance_scale,
+        cache_implementation="static",
+        logits_processor=VCQMask(),
+    )
+    assert torch.equal(static, dynamic)
+    assert_valid_codes(static)
+    torch.manual_seed(3)
+    sampled_dynamic = model.generate(prompt, top_k=5, logits_processor=VCQMask())
+    torch.manual_seed(3)
+    sampled_static = model.generate(prompt, top_k=5, cache_implementation="static", logits_processor=VCQMask())
+    assert torch.equal(sampled_static, sampled_dynamic)
 
 
 def test_prompt_with_given_codes_continues_at_the_right_position(biased_model):
@@ -209,7 +241,7 @@ def test_mask_with_a_plain_llama_model():
     mask = VCQMask(codebook_sizes=[2, 3, 5], prompt_length=2)
     out = model.generate(prompt, do_sample=True, max_new_tokens=3, logits_processor=LogitsProcessorList([mask]))
     assert bool((out[:, 2:] < torch.tensor([2, 3, 5])).all())
-    with pytest.raises(ValueError, match="Only VCQForCausalLM.generate binds an unbound"):
+    with pytest.raises(ValueError, match="Only VCQForCausalLM.generate supplies its own schedule"):
         model.generate(prompt, max_new_tokens=1, logits_processor=LogitsProcessorList([VCQMask()]))
 
 

@@ -287,14 +287,10 @@ def test_bad_generate_inputs():
     codes = random_codes(model.config, 1)
     full = model.build_input_ids([0], codes)
     too_long = torch.cat([full, torch.zeros(1, 1, dtype=torch.long)], dim=1)
-    with pytest.raises(ValueError, match="The prompt has 7 tokens, longer than a whole VCQ sequence"):
+    with pytest.raises(ValueError, match=r"Input length of input_ids is 7, but `max_length` is set to 6"):
         model.generate(too_long)
-    with pytest.raises(ValueError, match="nothing left to generate"):
-        model.generate(full)
-    with pytest.raises(ValueError, match=r"max_new_tokens = 5 is out of range.*between 1 and 3"):
+    with pytest.raises(ValueError, match=r"image position 5 .*outside the schedule's positions \[0, 5\)"):
         model.generate(full[:, :3], max_new_tokens=5)
-    with pytest.raises(ValueError, match="needs a prompt"):
-        model.generate()
     bad = full[:, :3].clone()
     bad[0, 2] = 9  # K_1 = 4
     with pytest.raises(ValueError, match="not a valid image code at image position 1"):
@@ -307,6 +303,9 @@ def test_generate_defaults_fill_the_sequence():
     assert out.shape == (2, 6)
     partial = model.generate(model.build_input_ids([0, 1]), max_new_tokens=2)
     assert partial.shape == (2, 3)
+    # a prompt with given codes continues up to the full sequence (max_length = 1 + T)
+    prompt = model.build_input_ids([2], random_codes(model.config, 1)[:, :2])
+    assert model.generate(prompt).shape == (1, 6)
 
 
 def test_incremental_decoding_matches_full_forward():
@@ -323,7 +322,7 @@ def test_save_load_round_trip(tmp_path):
     model = tiny_model().eval()
     model.save_pretrained(tmp_path)
     generation = json.loads((tmp_path / "generation_config.json").read_text())
-    assert generation["do_sample"] is True and generation["max_new_tokens"] == 5
+    assert generation["do_sample"] is True and generation["max_length"] == 6
     assert generation.get("temperature", 1.0) == 1.0 and generation.get("top_k") in (None, 0)
     saved_config = json.loads((tmp_path / "config.json").read_text())
     assert saved_config["auto_map"] == {

@@ -76,8 +76,9 @@ def test_id2label_out_of_range_is_refused():
 
 
 def test_components_and_offload_sequence(pipe):
-    assert set(pipe.components) == {"vq_model", "transformer"}
-    assert set(pipe.model_cpu_offload_seq.split("->")) == set(pipe.components)
+    modules = {name for name, value in pipe.components.items() if isinstance(value, torch.nn.Module)}
+    assert modules == {"vq_model", "transformer"} and set(pipe.components) == modules | {"id2label"}
+    assert set(pipe.model_cpu_offload_seq.split("->")) == modules
     assert pipe.num_image_tokens == 5 and pipe.num_classes == 3
 
 
@@ -271,7 +272,15 @@ def test_linear_schedule_uses_per_position_scales(pipe):
     [
         ({"guidance_scale": -1.0}, "guidance_scale = -1.0 is out of range"),
         ({"temperature": 0.0}, "temperature = 0.0 is out of range"),
-        ({"top_k": 0}, "top_k = 0 is out of range"),
+        ({"top_k": -1}, "top_k = -1 is out of range"),
+        ({"guidance_scale": float("nan")}, r"guidance_scale = nan is out of range: it must be a finite number >= 0"),
+        ({"guidance_scale": float("inf")}, r"guidance_scale = inf is out of range"),
+        ({"temperature": float("inf")}, r"temperature = inf is out of range: it must be a finite number > 0"),
+        ({"temperature": float("nan")}, r"temperature = nan is out of range"),
+        ({"top_p": float("nan")}, r"top_p = nan is out of range: it must be None or a number in \(0, 1\]"),
+        ({"num_images_per_prompt": 0}, "num_images_per_prompt = 0 is out of range"),
+        ({"num_images_per_prompt": 2, "num_images_per_class": 3}, "disagree"),
+        ({"compile": "yes"}, "compile = 'yes' must be True or False"),
         ({"top_p": 1.5}, "top_p = 1.5 is out of range"),
         ({"guidance_schedule": "cosine"}, "guidance_schedule = 'cosine' is not supported"),
         ({"num_images_per_class": 0}, "num_images_per_class = 0 is out of range"),
@@ -501,3 +510,184 @@ def test_model_cpu_offload_hooks_give_the_same_codes(pipe):
         reference = pipe(class_labels=[0, 2], guidance_scale=3.0, do_sample=False, output_type="pt")
         assert torch.equal(out.codes, reference.codes)
         torch.testing.assert_close(out.images, reference.images)
+
+
+# ------------------------------------------------------------------------------------------------ sampling surface
+
+
+def test_sampling_defaults_come_from_the_checkpoint_then_the_documented_default():
+    from vcq_hf.sampling import DEFAULT_GUIDANCE_SCALE
+
+    pipeline = VCQPipeline(**get_dummy_components())
+    assert pipeline.sampling_defaults["guidance_scale"] == DEFAULT_GUIDANCE_SCALE == 2.0
+    assert pipeline.resolve_sampling_settings(top_k=3)["top_k"] == 3
+    pipeline.transformer.generation_config.guidance_scale = 3.5
+    pipeline.transformer.generation_config.guidance_schedule = "linear"
+    settings = pipeline.resolve_sampling_settings()
+    assert settings["guidance_scale"] == 3.5 and settings["guidance_schedule"] == "linear"
+    assert pipeline.resolve_sampling_settings(guidance_scale=1.0)["guidance_scale"] == 1.0
+    # the call uses the checkpoint's setting when none is given
+    default = pipeline(class_labels=[0, 1], do_sample=False, output_type="latent")
+    explicit = pipeline(
+        class_labels=[0, 1], guidance_scale=3.5, guidance_schedule="linear", do_sample=False, output_type="latent"
+    )
+    assert torch.equal(default.codes, explicit.codes) and pipeline.guidance_scale == 3.5
+    pipeline.transformer.generation_config.guidance_scale = float("nan")
+    with pytest.raises(ValueError, match="guidance_scale = nan"):
+        pipeline.resolve_sampling_settings()
+
+
+def test_guidance_default_is_consistent_everywhere():
+    import argparse
+
+    from vcq_hf import cli_generate
+
+    parser = argparse.ArgumentParser()
+    cli_generate.add_cli_arguments(parser)
+    args = parser.parse_args([])
+    assert args.guidance_scale is None and args.guidance_schedule is None  # the pipeline decides
+    signature = inspect.signature(VCQPipeline.__call__)
+    assert signature.parameters["guidance_scale"].default is None
+
+
+def test_class_labels_from_a_command_line(pipe):
+    assert pipe.resolve_class_labels(["2", "tench", " 1 "]) == [2, 0, 1]
+    with pytest.raises(ValueError, match=r"class label 7 \(class_labels\[0\]\) is out of range"):
+        pipe.resolve_class_labels(["7"])
+
+
+def test_components_rebuild_keeps_id2label(pipe):
+    rebuilt = VCQPipeline(**pipe.components)
+    assert rebuilt.id2label == pipe.id2label == ID2LABEL
+    assert rebuilt.get_label_ids("sea anemone") == [2]
+    plain = VCQPipeline(**{**get_dummy_components(), "id2label": None})
+    assert VCQPipeline(**plain.components).id2label == {}
+
+
+def test_num_images_per_prompt_is_num_images_per_class(pipe):
+    gens = [torch.Generator().manual_seed(s) for s in range(4)]
+    prompt = pipe(class_labels=[0, 2], num_images_per_prompt=2, generator=gens, output_type="latent")
+    gens = [torch.Generator().manual_seed(s) for s in range(4)]
+    per_class = pipe(class_labels=[0, 2], num_images_per_class=2, generator=gens, output_type="latent")
+    assert prompt.codes.shape == (4, 5) and torch.equal(prompt.codes, per_class.codes)
+
+
+def test_callback_reads_properties_and_interrupts(pipe):
+    seen = []
+
+    def stop_after_position_1(pipeline, step, position, callback_kwargs):
+        seen.append((pipeline.num_timesteps, pipeline.guidance_scale, pipeline.do_classifier_free_guidance))
+        if position == 1:
+            pipeline._interrupt = True
+        return {}
+
+    out = pipe(
+        class_labels=[0, 1], guidance_scale=3.0, callback_on_step_end=stop_after_position_1, output_type="latent"
+    )
+    assert seen == [(5, 3.0, True)] * 2
+    assert out.codes.shape == (2, 2) and out.images.shape == (2, 2)
+    stopped = pipe(class_labels=[0], callback_on_step_end=stop_after_position_1, output_type="pil")
+    assert stopped.images is None and stopped.codes.shape == (1, 2)
+    assert pipe(class_labels=[0], output_type="latent").codes.shape == (1, 5)  # the flag is reset per call
+
+
+# ------------------------------------------------------------------------------------------------ fast decode loop
+
+
+def full_head_then_mask_probs(pipe, labels, guidance_scale, processors, codes):
+    """Per-position sampling distributions of the reference: full-vocabulary head, guidance, VCQMask, then warpers,
+    without a KV cache, along the given `codes`."""
+    from transformers import LogitsProcessorList
+
+    config = pipe.transformer.config
+    processors = LogitsProcessorList([VCQMask(codebook_sizes=config.codebook_sizes, prompt_length=1), *processors])
+    cond = torch.tensor(config.class_token_ids(labels))[:, None]
+    null = torch.full_like(cond, config.null_class_token_id)
+    probs = []
+    for position in range(config.num_image_tokens):
+        c = pipe.transformer(input_ids=cond).logits[:, -1].float()
+        u = pipe.transformer(input_ids=null).logits[:, -1].float()
+        scores = processors(cond, u + guidance_scale * (c - u))
+        probs.append(torch.softmax(scores, dim=-1))
+        nxt = codes[:, position : position + 1]
+        cond, null = torch.cat([cond, nxt], 1), torch.cat([null, nxt], 1)
+    return probs
+
+
+@pytest.mark.parametrize(
+    "guidance_scale, warpers",
+    [(1.0, {}), (3.0, {}), (3.0, {"temperature": 0.7, "top_k": 4}), (2.0, {"top_p": 0.8, "temperature": 1.3})],
+)
+def test_schedule_aware_head_gives_the_full_head_plus_mask_distribution(pipe, guidance_scale, warpers):
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    labels = [0, 2, 1]
+    seen = []
+
+    def record(pipeline, step, position, callback_kwargs):
+        seen.append(torch.softmax(callback_kwargs["logits"], dim=-1))
+        return {}
+
+    out = pipe(
+        class_labels=labels,
+        guidance_scale=guidance_scale,
+        generator=torch.manual_seed(5),
+        output_type="latent",
+        callback_on_step_end=record,
+        callback_on_step_end_tensor_inputs=["logits"],
+        **warpers,
+    )
+    processors = []
+    if "temperature" in warpers:
+        processors.append(TemperatureLogitsWarper(warpers["temperature"]))
+    if "top_k" in warpers:
+        processors.append(TopKLogitsWarper(warpers["top_k"]))
+    if "top_p" in warpers:
+        processors.append(TopPLogitsWarper(warpers["top_p"]))
+    reference = full_head_then_mask_probs(pipe, labels, guidance_scale, processors, out.codes)
+    limits = pipe.transformer.config.codebook_sizes
+    for position, (got, want) in enumerate(zip(seen, reference)):
+        assert got.shape == want.shape
+        assert torch.equal(got[:, limits[position] :], torch.zeros_like(got[:, limits[position] :]))
+        assert torch.equal(got == 0, want == 0)  # the same support (mask and warpers)
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
+def test_decode_step_computes_only_the_allowed_logits(pipe):
+    widths = []
+    handle = pipe.transformer.register_forward_hook(lambda module, args, output: widths.append(output.logits.shape[-1]))
+    try:
+        pipe(class_labels=[0, 1], guidance_scale=2.0, output_type="latent")
+    finally:
+        handle.remove()
+    assert widths == list(pipe.transformer.config.codebook_sizes)  # K_t columns at position t, not vocab_size
+
+
+def test_kv_cache_is_allocated_once_and_never_reallocated(pipe):
+    from vcq_hf.generation import VCQStaticCache
+
+    pointers, lengths = [], []
+
+    def record(module, args, kwargs):
+        cache = kwargs["cache"]
+        assert isinstance(cache, VCQStaticCache)
+        layer = cache.layers[0]
+        if layer.is_initialized:
+            pointers.append(layer.keys.data_ptr())
+            lengths.append(layer.keys.shape)
+
+    handle = pipe.transformer.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        pipe(class_labels=[0, 1, 2], guidance_scale=3.0, output_type="latent")
+    finally:
+        handle.remove()
+    assert len(pointers) == 4 and len(set(pointers)) == 1  # the buffer of the prefill, reused by every step
+    assert set(lengths) == {torch.Size([6, 1, 6, 12])}  # 2B rows x kv heads x (1 + T) x head dim
+
+
+def test_compiled_decode_step_gives_the_same_codes(pipe):
+    torch._dynamo.reset()
+    eager = pipe(class_labels=[0, 1, 2], guidance_scale=3.0, do_sample=False, output_type="latent")
+    with torch._dynamo.config.patch(error_on_recompile=False):
+        compiled = pipe(class_labels=[0, 1, 2], guidance_scale=3.0, do_sample=False, output_type="latent", compile=True)
+    assert torch.equal(eager.codes, compiled.codes)

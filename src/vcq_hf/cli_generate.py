@@ -1,10 +1,12 @@
 """Generate class-conditional images with a saved VCQPipeline and write a labelled PNG grid.
 
-`vcq generate --model PATH_OR_HUB_ID --class-labels 1 2 3 --num-images-per-class 4 --guidance-scale 4 --seed 0
+`vcq generate --model PATH_OR_HUB_ID --class-labels 1 2 3 --num-images-per-class 4 --guidance-scale 2 --seed 0
 --output grid.png` loads the pipeline (a local `save_pretrained` folder or a Hub repo id, also from the offline
 cache), samples `num_images_per_class` images per class and writes one row per class, labelled with the class id
 and name, to `--output`; `--save-individual DIR` also writes each image as its own PNG. Without `--model` the demo
-checkpoint bundled with the package (`vcq_hf/demo/`) is used.
+checkpoint bundled with the package (`vcq_hf/demo/`) is used. The pipeline owns the sampling settings and the
+class labels: a setting not given on the command line is the checkpoint's (its `generation_config`), else the
+pipeline's documented default; `--class-labels` are resolved by `VCQPipeline.resolve_class_labels`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
+
+from .sampling import DEFAULT_GUIDANCE_SCALE, GUIDANCE_SCHEDULES, check_sampling_settings
 
 
 # The bundled demo checkpoint: a `VCQPipeline.save_pretrained` folder shipped inside the package.
@@ -47,17 +51,31 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--num-images-per-class", type=int, default=4, help="Images per class (default: 4).")
     parser.add_argument(
-        "--guidance-scale", type=float, default=4.0, help="Classifier-free guidance scale, 1 = none (default: 4.0)."
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="Classifier-free guidance scale, finite and >= 0, 1 = none (default: the model's generation_config, "
+        f"else {DEFAULT_GUIDANCE_SCALE}).",
     )
     parser.add_argument(
         "--guidance-schedule",
-        choices=("constant", "linear"),
-        default="constant",
-        help="Guidance over positions: constant, or a linear ramp up to --guidance-scale (default: constant).",
+        choices=GUIDANCE_SCHEDULES,
+        default=None,
+        help="Guidance over positions: constant, or a linear ramp up to --guidance-scale (default: the model's, else "
+        "constant).",
     )
-    parser.add_argument("--temperature", type=float, default=1.0, help="Sampling temperature (default: 1.0).")
-    parser.add_argument("--top-k", type=int, default=None, help="Top-k sampling (default: off).")
-    parser.add_argument("--top-p", type=float, default=None, help="Nucleus sampling threshold (default: off).")
+    parser.add_argument(
+        "--temperature", type=float, default=None, help="Sampling temperature > 0 (default: the model's, else 1.0)."
+    )
+    parser.add_argument(
+        "--top-k", type=int, default=None, help="Top-k sampling, 0 = off (default: the model's, else off)."
+    )
+    parser.add_argument(
+        "--top-p",
+        type=float,
+        default=None,
+        help="Nucleus sampling threshold in (0, 1] (default: the model's, else off).",
+    )
     parser.add_argument(
         "--seed",
         type=int,
@@ -111,29 +129,14 @@ def resolve_model(model: str | None) -> str:
     return model
 
 
-def parse_class_labels(values: Sequence[str] | None, num_classes: int) -> list[int | str]:
-    """Turn `--class-labels` strings into ids (all-digit strings, checked against `num_classes`) or names."""
-    if values is None:
-        if num_classes > MAX_DEFAULT_CLASSES:
-            raise ValueError(
-                f"This model has {num_classes} classes; choose some with --class-labels (ids in [0, {num_classes}) "
-                "or names)."
-            )
-        return list(range(num_classes))
-    labels: list[int | str] = []
-    for value in values:
-        text = value.strip()
-        if re.fullmatch(r"[+-]?\d+", text):
-            label = int(text)
-            if not 0 <= label < num_classes:
-                raise ValueError(
-                    f"class label {label} is out of range: this model has {num_classes} classes, ids in "
-                    f"[0, {num_classes})."
-                )
-            labels.append(label)
-        else:
-            labels.append(text)
-    return labels
+def default_class_labels(num_classes: int) -> list[int]:
+    """The classes drawn without `--class-labels`: all of them, if there are at most `MAX_DEFAULT_CLASSES`."""
+    if num_classes > MAX_DEFAULT_CLASSES:
+        raise ValueError(
+            f"This model has {num_classes} classes; choose some with --class-labels (ids in [0, {num_classes}) "
+            "or names)."
+        )
+    return list(range(num_classes))
 
 
 def _slug(text: str) -> str:
@@ -206,6 +209,10 @@ def run_cli(args: argparse.Namespace) -> int:
     """Run `vcq generate`."""
     if args.num_images_per_class < 1:
         raise ValueError(f"--num-images-per-class {args.num_images_per_class} is out of range: it must be >= 1.")
+    # the pipeline's own checks, before the model is loaded (NaN and infinities included)
+    check_sampling_settings(
+        guidance_scale=args.guidance_scale, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p
+    )
     if args.cell_size is not None and args.cell_size < 1:
         raise ValueError(f"--cell-size {args.cell_size} is out of range: it must be >= 1.")
     output = check_output_path(args.output)
@@ -230,8 +237,8 @@ def run_cli(args: argparse.Namespace) -> int:
     pipe = pipe.to(args.device)
     pipe.set_progress_bar_config(disable=args.quiet, desc="vcq generate")
 
-    labels = parse_class_labels(args.class_labels, pipe.num_classes)
-    label_ids = pipe.resolve_class_labels(labels)  # names -> ids; unknown names and bad ids raise ValueError
+    labels = args.class_labels if args.class_labels is not None else default_class_labels(pipe.num_classes)
+    label_ids = pipe.resolve_class_labels(labels)  # ids or names; unknown names and bad ids raise ValueError
     count = len(label_ids) * args.num_images_per_class
     device_type = torch.device(args.device).type
     generators = [torch.Generator(device=device_type).manual_seed(args.seed + i) for i in range(count)]
