@@ -19,15 +19,18 @@ from tqdm.auto import tqdm
 
 import training_utils as tu
 from vcq_hf.pipeline_vcq import VCQPipeline
+from vcq_hf.sampling import DEFAULT_GUIDANCE_SCALE, GUIDANCE_SCHEDULES, check_sampling_settings
 
 
 def add_sampling_args(parser: argparse.ArgumentParser) -> None:
-    """Add the guidance and sampling flags (`VCQPipeline.__call__` arguments) and the per-call batch size."""
-    parser.add_argument("--guidance_scale", type=float, default=2.0)
-    parser.add_argument("--guidance_schedule", type=str, default="constant", choices=["constant", "linear"])
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top_k", type=int, default=None)
-    parser.add_argument("--top_p", type=float, default=None)
+    """Add the guidance and sampling flags (`VCQPipeline.__call__` arguments) and the per-call batch size. A flag
+    left unset takes the pipeline's default (the checkpoint's generation_config, else vcq_hf.sampling's)."""
+    default = "default: the checkpoint's generation_config, else"
+    parser.add_argument("--guidance_scale", type=float, default=None, help=f"({default} {DEFAULT_GUIDANCE_SCALE})")
+    parser.add_argument("--guidance_schedule", type=str, default=None, choices=GUIDANCE_SCHEDULES)
+    parser.add_argument("--temperature", type=float, default=None, help=f"({default} 1.0)")
+    parser.add_argument("--top_k", type=int, default=None, help=f"0 = off ({default} off)")
+    parser.add_argument("--top_p", type=float, default=None, help=f"1 = off ({default} off)")
     parser.add_argument("--batch_size", type=int, default=64, help="Images per pipeline call per process.")
 
 
@@ -35,10 +38,13 @@ def check_sampling_args(args: argparse.Namespace) -> None:
     """Range checks of the flags `add_sampling_args` adds. Raises `ValueError` naming the bad value."""
     if args.batch_size < 1:
         raise ValueError(f"--batch_size = {args.batch_size} must be >= 1.")
-    if args.guidance_scale < 1.0:
-        raise ValueError(f"--guidance_scale = {args.guidance_scale} must be >= 1 (1 disables guidance).")
-    if args.temperature <= 0:
-        raise ValueError(f"--temperature = {args.temperature} must be > 0.")
+    check_sampling_settings(  # the pipeline's own checks, before a model is loaded
+        guidance_scale=args.guidance_scale,
+        guidance_schedule=args.guidance_schedule,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+    )
 
 
 def check_pipeline_path(pipeline_path: str) -> None:
@@ -54,23 +60,24 @@ def load_pipeline(args: argparse.Namespace) -> tuple[Accelerator, VCQPipeline]:
     tu.setup_logging(accelerator)
     pipeline = VCQPipeline.from_pretrained(args.pipeline_path).to(accelerator.device)
     pipeline.set_progress_bar_config(disable=True)
+    # unset sampling flags take the pipeline's defaults, so the recorded settings are the ones sampled with
+    settings = pipeline.resolve_sampling_settings(
+        guidance_scale=args.guidance_scale,
+        guidance_schedule=args.guidance_schedule,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+    )
+    for name in ("guidance_scale", "guidance_schedule", "temperature", "top_k", "top_p"):
+        setattr(args, name, settings[name])
     return accelerator, pipeline
 
 
 def resolve_classes(pipeline: VCQPipeline, class_labels: list[str] | None) -> list[int]:
-    """Class ids from --class_labels (ids or names; a name may stand for several ids), all classes when empty."""
+    """Class ids from --class_labels (ids or names, resolved by the pipeline), all classes when empty."""
     if not class_labels:
         return list(range(pipeline.num_classes))
-    classes = []
-    for label in class_labels:
-        if label.lstrip("-").isdigit():
-            class_id = int(label)
-            if not 0 <= class_id < pipeline.num_classes:
-                raise ValueError(f"class id {class_id} is outside [0, {pipeline.num_classes}).")
-            classes.append(class_id)
-        else:
-            classes.extend(pipeline.get_label_ids(label))
-    return classes
+    return pipeline.resolve_class_labels(class_labels)
 
 
 def class_names(pipeline: VCQPipeline, classes: Sequence[int]) -> list[str]:

@@ -39,6 +39,7 @@ from vcq_hf.modeling_vcq import VCQForCausalLM  # noqa: E402
 from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
 from vcq_hf.pipeline_vcq import VCQPipeline  # noqa: E402
 from vcq_hf.training_utils.checkpointing import register_pretrained_hooks, weights_fingerprint  # noqa: E402
+from vcq_hf.sampling import check_sampling_settings  # noqa: E402
 
 
 logger = get_logger(__name__, log_level="INFO")
@@ -68,7 +69,12 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     group.add_argument("--max_train_samples", type=int, default=None, help="Truncate the codes dataset (debugging).")
     group.add_argument("--validation_steps", type=int, default=1000, help="Sample a labelled grid every X steps.")
     group.add_argument("--num_validation_images_per_class", type=int, default=4)
-    group.add_argument("--validation_guidance_scale", type=float, default=2.0)
+    group.add_argument(
+        "--validation_guidance_scale",
+        type=float,
+        default=None,
+        help="Guidance of the validation grids (default: the pipeline's, vcq_hf.sampling.DEFAULT_GUIDANCE_SCALE).",
+    )
     group.add_argument("--max_validation_classes", type=int, default=10, help="Rows of the validation grid.")
     tu.add_common_training_args(parser, learning_rate=1e-3, train_batch_size=64, lr_warmup_steps=200)
     args = parser.parse_args(input_args)
@@ -90,8 +96,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(
             "--validation_steps, --num_validation_images_per_class, --max_validation_classes must be >= 1."
         )
-    if args.validation_guidance_scale < 1.0:
-        raise ValueError(f"--validation_guidance_scale = {args.validation_guidance_scale} must be >= 1.")
+    check_sampling_settings(guidance_scale=args.validation_guidance_scale)  # the pipeline's check
 
 
 def build_model(args: argparse.Namespace, vq_config, num_classes: int) -> VCQForCausalLM:

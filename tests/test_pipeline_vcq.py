@@ -655,7 +655,9 @@ def test_schedule_aware_head_gives_the_full_head_plus_mask_distribution(pipe, gu
 
 def test_decode_step_computes_only_the_allowed_logits(pipe):
     widths = []
-    handle = pipe.transformer.register_forward_hook(lambda module, args, output: widths.append(output.logits.shape[-1]))
+    handle = pipe.transformer.register_forward_hook(
+        lambda module, args, output: widths.append(output.logits.shape[-1])
+    )
     try:
         pipe(class_labels=[0, 1], guidance_scale=2.0, output_type="latent")
     finally:
@@ -689,5 +691,7 @@ def test_compiled_decode_step_gives_the_same_codes(pipe):
     torch._dynamo.reset()
     eager = pipe(class_labels=[0, 1, 2], guidance_scale=3.0, do_sample=False, output_type="latent")
     with torch._dynamo.config.patch(error_on_recompile=False):
-        compiled = pipe(class_labels=[0, 1, 2], guidance_scale=3.0, do_sample=False, output_type="latent", compile=True)
+        compiled = pipe(
+            class_labels=[0, 1, 2], guidance_scale=3.0, do_sample=False, output_type="latent", compile=True
+        )
     assert torch.equal(eager.codes, compiled.codes)

@@ -552,7 +552,7 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
         self._interrupt = False
         do_sample = settings["do_sample"]
         processors = self._logits_processors(do_sample, settings["temperature"], settings["top_k"], settings["top_p"])
-        decode = self._decode_step(compile)
+        prefill, decode = self._decode_step(False), self._decode_step(compile)
 
         cond_ids = torch.tensor(config.class_token_ids(labels), dtype=torch.long, device=device)  # (B,)
         if do_cfg:
@@ -570,7 +570,8 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
             for position in range(num_positions):
                 if self.interrupt:
                     break
-                logits = decode(model_input, cache, limits[position]).float()  # (2B or B, K_t)
+                step = prefill if position == 0 else decode  # the prefill allocates the cache, always eager
+                logits = step(model_input, cache, limits[position]).float()  # (2B or B, K_t)
                 if do_cfg:
                     cond_logits, uncond_logits = logits.chunk(2)
                     logits = classifier_free_guidance(cond_logits, uncond_logits, scales[position])
@@ -627,13 +628,8 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
             return step
         compiled = getattr(self, "_compiled_decode_step", None)
         if compiled is None or compiled[0] is not self.transformer:
-            start = time.perf_counter()
             compiled = (self.transformer, torch.compile(step, dynamic=True))
             self._compiled_decode_step = compiled
-            logger.debug(
-                "torch.compile wrapper built in %.3f s (compiles lazily at the first step)",
-                time.perf_counter() - start,
-            )
         return compiled[1]
 
     def _check_callback_codes(self, codes: torch.Tensor, new_codes: Any, position: int) -> torch.Tensor:

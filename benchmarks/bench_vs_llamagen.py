@@ -1,0 +1,395 @@
+"""Sampling speed side by side with LlamaGen's own upstream `generate`, in one process, interleaved.
+
+LlamaGen (FoundationVision/LlamaGen, `autoregressive/models/{gpt,generate}.py`) is not vendored: point `LLAMAGEN_SRC`
+(or `--llamagen-src`) at a checkout. Both models are built at GPT-B dims with random weights in fp32: LlamaGen's
+`GPT_B` (768 wide, 12 layers, 12 heads, vocab 16384, 256 image tokens, 1 class token) and `VCQForCausalLM` from the
+`vcq-b` preset (the same dims; vocabulary 16384 codes + 1001 class tokens; log schedule K_t from 2 to 16384).
+VCQ runs `VCQPipeline(..., output_type="latent")` (no image decoding), eager and with `compile=True`; LlamaGen runs
+its `generate` with the model eager and `torch.compile(model, fullgraph=True)` (its sampling script uses
+`mode="reduce-overhead"`, which only adds CUDA graphs; on CPU the default mode is the same compiler).
+
+Protocol: one warm-up round (its times are the "first call" figures: compilation included for the compiled
+variants), then `--rounds` timed rounds; inside a round every (batch, guidance) cell runs all variants one after the
+other, so each ratio compares runs a few seconds apart under the same load. The 1/5/15-minute load averages are
+recorded before and after every round. Also measured:
+
+- the per-step time of the VCQ loop (from `callback_on_step_end` time stamps) at steps 2 and 250 (flatness);
+- the matrix-product floor of a decode step: a pure `torch.mm` loop over the model's weight shapes at the same number
+  of rows (2B with guidance, else B), with the head sliced to K_t, averaged over the T positions;
+- peak memory and first-call vs warm call in a fresh process per variant (`--probe`, one cell).
+
+Results go to `--output` (default `benchmarks/results/vs_llamagen.md`) and a JSON file beside it, rewritten after
+every measurement, so an interrupted run keeps what it measured. Not run in CI (LlamaGen is not a dependency):
+
+    LLAMAGEN_SRC=/tmp/llamagen OMP_NUM_THREADS=1 nice -n 5 python benchmarks/bench_vs_llamagen.py \
+        --batch-sizes 4 16 --guidance-scales 1 4 --rounds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+from vcq_hf import VCQConfig, VCQForCausalLM, VCQVQConfig, VCQVQModel  # noqa: E402
+from vcq_hf.pipeline_vcq import VCQPipeline  # noqa: E402
+
+
+VARIANTS = ("llamagen-eager", "llamagen-compiled", "vcq-eager", "vcq-compiled")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--llamagen-src", default=os.environ.get("LLAMAGEN_SRC"), help="LlamaGen checkout.")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--guidance-scales", type=float, nargs="+", default=[1.0, 4.0])
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--rounds", type=int, default=1, help="Timed rounds after the warm-up round.")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--floor-reps", type=int, default=5, help="Repetitions of each floor matmul (median).")
+    parser.add_argument("--probe", default=None, help="Fresh-process cell for memory / first call, e.g. 4,4.")
+    parser.add_argument("--output", default="benchmarks/results/vs_llamagen.md")
+    parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)  # internal: one fresh-process probe
+    args = parser.parse_args(argv)
+    if not args.llamagen_src or not (Path(args.llamagen_src) / "autoregressive" / "models" / "gpt.py").is_file():
+        parser.error(
+            f"LlamaGen source not found at {args.llamagen_src!r}: set LLAMAGEN_SRC to a checkout of "
+            "FoundationVision/LlamaGen (with autoregressive/ and utils/)."
+        )
+    if args.rounds < 0 or args.threads < 1:
+        parser.error("--rounds must be >= 0 and --threads >= 1.")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------------- models
+
+
+def build_llamagen(src: str):
+    sys.path.insert(0, str(Path(src).resolve()))
+    from autoregressive.models.generate import generate  # noqa: PLC0415
+    from autoregressive.models.gpt import GPT_B  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    model = GPT_B(
+        vocab_size=16384,
+        block_size=256,
+        num_classes=1000,
+        cls_token_num=1,
+        model_type="c2i",
+        resid_dropout_p=0.0,
+        ffn_dropout_p=0.0,
+        token_dropout_p=0.0,
+    ).eval()
+    return model, generate
+
+
+def build_vcq() -> VCQPipeline:
+    torch.manual_seed(0)
+    vq_config = VCQVQConfig.from_preset("imagenet-256")
+    transformer = VCQForCausalLM(VCQConfig.from_preset("vcq-b")).eval()
+    pipe = VCQPipeline(VCQVQModel(vq_config).eval(), transformer)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def num_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class Runner:
+    """Runs one sampling call of a variant at (batch, guidance) and returns (seconds, per-step seconds or None)."""
+
+    def __init__(self, llamagen_src: str, variants: list[str]):
+        self.variants = variants
+        self.llamagen = self.llamagen_generate = self.llamagen_compiled = self.pipe = None
+        if any(v.startswith("llamagen") for v in variants):
+            self.llamagen, self.llamagen_generate = build_llamagen(llamagen_src)
+            if "llamagen-compiled" in variants:
+                self.llamagen_compiled = torch.compile(self.llamagen, fullgraph=True)
+        if any(v.startswith("vcq") for v in variants):
+            self.pipe = build_vcq()
+
+    def __call__(self, variant: str, batch_size: int, guidance: float) -> tuple[float, list[float] | None]:
+        labels = [i % 1000 for i in range(batch_size)]
+        if variant.startswith("llamagen"):
+            model = self.llamagen_compiled if variant == "llamagen-compiled" else self.llamagen
+            cond = torch.tensor(labels)
+            torch.manual_seed(0)
+            start = time.perf_counter()
+            with torch.no_grad():
+                codes = self.llamagen_generate(
+                    model, cond, 256, cfg_scale=guidance, temperature=1.0, top_k=0, top_p=1.0, sample_logits=True
+                )
+            elapsed = time.perf_counter() - start
+            if tuple(codes.shape) != (batch_size, 256):
+                raise RuntimeError(f"LlamaGen returned {tuple(codes.shape)}")
+            return elapsed, None
+        stamps = []
+
+        def stamp(pipeline, step, position, callback_kwargs):
+            stamps.append(time.perf_counter())
+            return {}
+
+        start = time.perf_counter()
+        codes = self.pipe(
+            class_labels=labels,
+            guidance_scale=guidance,
+            generator=torch.manual_seed(0),
+            output_type="latent",
+            compile=variant == "vcq-compiled",
+            callback_on_step_end=stamp,
+        ).codes
+        elapsed = time.perf_counter() - start
+        limits = torch.tensor(self.pipe.transformer.config.codebook_sizes)
+        if tuple(codes.shape) != (batch_size, 256) or not bool((codes < limits).all()):
+            raise RuntimeError("VCQ returned invalid codes")
+        steps = [stamps[0] - start] + [b - a for a, b in zip(stamps, stamps[1:])]
+        return elapsed, steps
+
+
+# ---------------------------------------------------------------------------------------------------- floor
+
+
+def matmul_floor(rows: int, codebook_sizes: list[int], reps: int) -> dict[str, float]:
+    """Seconds per decode step of the pure matrix products of a GPT-B step at `rows` rows, as `F.linear` with weights
+    laid out as in the models: per layer qkv (768 -> 2304), out (768 -> 768), w1 and w3 (768 -> 2048), w2 (2048 -> 768),
+    then the head, full (768 -> 16384, LlamaGen's) or sliced to K_t rows (averaged over the positions)."""
+    torch.manual_seed(0)
+    linear = torch.nn.functional.linear
+    x768, x2048 = torch.randn(rows, 768), torch.randn(rows, 2048)
+    shapes = {"qkv": (x768, torch.randn(2304, 768)), "o": (x768, torch.randn(768, 768))}
+    shapes.update({"w13": (x768, torch.randn(2048, 768)), "w2": (x2048, torch.randn(768, 2048))})
+    head = torch.randn(17385, 768)
+
+    def median_time(fn) -> float:
+        fn()
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    per = {name: median_time(lambda a=a, w=w: linear(a, w)) for name, (a, w) in shapes.items()}
+    layers = 12 * (per["qkv"] + per["o"] + 2 * per["w13"] + per["w2"])
+    full_head = median_time(lambda: linear(x768, head[:16384]))
+
+    def sliced_pass():
+        for limit in codebook_sizes:
+            linear(x768, head[:limit])
+
+    sliced_head = median_time(sliced_pass) / len(codebook_sizes)
+    return {"layers": layers, "full_head": full_head, "sliced_head": sliced_head}
+
+
+# ---------------------------------------------------------------------------------------------------- probe
+
+
+def child_probe(args: argparse.Namespace) -> None:
+    """In a fresh process: build one variant, time its first and second call at one cell, report peak RSS growth."""
+    variant, batch_size, guidance = args._child.split(",")
+    batch_size, guidance = int(batch_size), float(guidance)
+    torch.set_num_threads(args.threads)
+    runner = Runner(args.llamagen_src, [variant])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    first, _ = runner(variant, batch_size, guidance)
+    after_first = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    warm, _ = runner(variant, batch_size, guidance)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    report = {
+        "variant": variant,
+        "first_s": first,
+        "warm_s": warm,
+        "rss_after_build_mb": before / 1024,
+        "peak_growth_first_mb": (after_first - before) / 1024,
+        "peak_growth_mb": (after - before) / 1024,
+    }
+    print("PROBE " + json.dumps(report), flush=True)
+
+
+def run_probe(args: argparse.Namespace, variant: str, cell: str) -> dict:
+    command = [sys.executable, __file__, "--_child", f"{variant},{cell}", "--threads", str(args.threads)]
+    command += ["--llamagen-src", args.llamagen_src]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return json.loads(next(line for line in out.splitlines() if line.startswith("PROBE "))[6:])
+
+
+# ---------------------------------------------------------------------------------------------------- report
+
+
+def load_now() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def write_report(results: dict, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    lines = [
+        "# Sampling speed: VCQPipeline vs LlamaGen `generate` (GPT-B dims, fp32, CPU)",
+        "",
+        "Written by `benchmarks/bench_vs_llamagen.py` (raw numbers in `vs_llamagen.json`).",
+        "",
+        f"- machine: {results['machine']}; torch {results['torch']}, {results['threads']} thread(s)",
+        f"- parameters: LlamaGen GPT-B {results.get('params', {}).get('llamagen', 0) / 1e6:.1f}M, VCQ vcq-b "
+        f"{results.get('params', {}).get('vcq', 0) / 1e6:.1f}M; T = 256; random weights",
+        f"- rounds: 1 warm-up + {results['rounds']} timed, interleaved; load averages (1/5/15 min) per round: "
+        + "; ".join(f"{r['label']} {r['load_before']} -> {r['load_after']}" for r in results["round_log"]),
+        "",
+        "## Throughput (image tokens/s, median over timed rounds; ratios from the same rounds)",
+        "",
+        "| batch, guidance | LlamaGen eager | LlamaGen compiled | VCQ eager | VCQ compiled | VCQ eager / LlamaGen eager "
+        "(target >= 1.3) | VCQ compiled / LlamaGen compiled (target >= 1.1) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for cell, data in results["cells"].items():
+        timed = data.get("timed", {})
+
+        def tps(variant, data=data, timed=timed):
+            runs = timed.get(variant)
+            return data["tokens"] / statistics.median(runs) if runs else None
+
+        def ratio(a, b, timed=timed):
+            pairs = [y / x for x, y in zip(timed.get(a, []), timed.get(b, []))]  # time(b) / time(a) per round
+            return statistics.median(pairs) if pairs else None
+
+        def fmt(value, suffix=""):
+            return "-" if value is None else f"{value:.1f}{suffix}"
+
+        eager_ratio = ratio("vcq-eager", "llamagen-eager")
+        compiled_ratio = ratio("vcq-compiled", "llamagen-compiled")
+        lines.append(
+            f"| B {cell.replace(',', ', g ')} | {fmt(tps('llamagen-eager'))} | {fmt(tps('llamagen-compiled'))} | "
+            f"{fmt(tps('vcq-eager'))} | {fmt(tps('vcq-compiled'))} | "
+            f"{'-' if eager_ratio is None else f'{eager_ratio:.2f}x'} | "
+            f"{'-' if compiled_ratio is None else f'{compiled_ratio:.2f}x'} |"
+        )
+    lines += [
+        "",
+        "## First call (warm-up round, same process; compilation included for the compiled variants)",
+        "",
+        "| batch, guidance | " + " | ".join(VARIANTS) + " |",
+        "| --- |" + " --- |" * len(VARIANTS),
+    ]
+    for cell, data in results["cells"].items():
+        first = data.get("first", {})
+        lines.append(
+            f"| B {cell.replace(',', ', g ')} | "
+            + " | ".join(f"{first[v]:.1f} s" if v in first else "-" for v in VARIANTS)
+            + " |"
+        )
+    lines += [
+        "",
+        "## Per decode step of the VCQ loop vs the matrix-product floor (median of timed rounds)",
+        "",
+        "| batch, guidance, variant | rows | step 2 | step 250 | 250 / 2 (target <= 1.10) | median step | floor "
+        "(layers + sliced head) | step / floor (target <= 1.25) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for cell, data in results["cells"].items():
+        floor = data.get("floor")
+        for variant in ("vcq-eager", "vcq-compiled"):
+            steps = data.get("steps", {}).get(variant)
+            if not steps or floor is None:
+                continue
+            s2 = statistics.median(run[2] for run in steps)
+            s250 = statistics.median(run[250] for run in steps)
+            median_step = statistics.median(statistics.median(run[1:]) for run in steps)
+            floor_s = floor["layers"] + floor["sliced_head"]
+            lines.append(
+                f"| B {cell.replace(',', ', g ')}, {variant} | {data['rows']} | {s2 * 1e3:.1f} ms | {s250 * 1e3:.1f} ms "
+                f"| {s250 / s2:.2f} | {median_step * 1e3:.1f} ms | {floor_s * 1e3:.1f} ms (full head: "
+                f"{(floor['layers'] + floor['full_head']) * 1e3:.1f}) | {median_step / floor_s:.2f} |"
+            )
+    if results.get("probes"):
+        lines += [
+            "",
+            f"## Fresh process, cell B {results['probe_cell'].replace(',', ', g ')}: first vs warm call, peak memory",
+            "",
+            "| variant | first call | warm call | first / warm (target <= 1.10) | peak RSS growth over the built "
+            "model |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for probe in results["probes"]:
+            lines.append(
+                f"| {probe['variant']} | {probe['first_s']:.1f} s | {probe['warm_s']:.1f} s | "
+                f"{probe['first_s'] / probe['warm_s']:.2f} | {probe['peak_growth_mb']:.0f} MB |"
+            )
+    lines += ["", *results.get("notes", [])]
+    output.write_text("\n".join(lines) + "\n")
+
+
+def main(args: argparse.Namespace) -> dict:
+    if args._child:
+        child_probe(args)
+        return {}
+    torch.set_num_threads(args.threads)
+    output = Path(args.output)
+    runner = Runner(args.llamagen_src, args.variants)
+    results = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs ({platform.processor() or 'cpu'})",
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "params": {
+            "llamagen": num_params(runner.llamagen) if runner.llamagen is not None else 0,
+            "vcq": num_params(runner.pipe.transformer) if runner.pipe is not None else 0,
+        },
+        "round_log": [],
+        "cells": {},
+        "notes": [],
+    }
+    sizes = list(VCQConfig.from_preset("vcq-b").codebook_sizes)
+    cells = [(b, g) for b in args.batch_sizes for g in args.guidance_scales]
+    for b, g in cells:
+        rows = 2 * b if g != 1 else b
+        key = f"{b},{g:g}"
+        print(f"[floor] B {b} g {g:g}: {rows} rows", flush=True)
+        results["cells"][key] = {"rows": rows, "tokens": b * 256, "first": {}, "timed": {}, "steps": {}}
+        results["cells"][key]["floor"] = matmul_floor(rows, sizes, args.floor_reps)
+        write_report(results, output)
+    for round_index in range(args.rounds + 1):
+        label = "warm-up" if round_index == 0 else f"round {round_index}"
+        entry = {"label": label, "load_before": load_now()}
+        start = time.perf_counter()
+        for b, g in cells:
+            key = f"{b},{g:g}"
+            for variant in args.variants:
+                seconds, steps = runner(variant, b, g)
+                print(
+                    f"[{label}] B {b} g {g:g} {variant}: {seconds:.2f} s ({b * 256 / seconds:.1f} tok/s)", flush=True
+                )
+                cell = results["cells"][key]
+                if round_index == 0:
+                    cell["first"][variant] = seconds
+                else:
+                    cell["timed"].setdefault(variant, []).append(seconds)
+                    if steps is not None:
+                        cell["steps"].setdefault(variant, []).append(steps)
+                write_report(results, output)
+        entry.update(load_after=load_now(), seconds=round(time.perf_counter() - start, 1))
+        results["round_log"].append(entry)
+        write_report(results, output)
+    if args.probe:
+        results["probe_cell"] = args.probe
+        results["probes"] = []
+        for variant in args.variants:
+            print(f"[probe] {variant} at {args.probe}", flush=True)
+            results["probes"].append(run_probe(args, variant, args.probe))
+            write_report(results, output)
+    return results
+
+
+if __name__ == "__main__":
+    main(parse_args())
