@@ -38,8 +38,8 @@ from vcq_hf.hub.model_card import save_model_card  # noqa: E402
 from vcq_hf.modeling_vcq import VCQForCausalLM  # noqa: E402
 from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
 from vcq_hf.pipeline_vcq import VCQPipeline  # noqa: E402
-from vcq_hf.training_utils.checkpointing import register_pretrained_hooks, weights_fingerprint  # noqa: E402
 from vcq_hf.sampling import check_sampling_settings  # noqa: E402
+from vcq_hf.training_utils.checkpointing import register_pretrained_hooks, weights_fingerprint  # noqa: E402
 
 
 logger = get_logger(__name__, log_level="INFO")
