@@ -29,7 +29,7 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance_scale", type=float, default=None, help=f"({default} {DEFAULT_GUIDANCE_SCALE})")
     parser.add_argument("--guidance_schedule", type=str, default=None, choices=GUIDANCE_SCHEDULES)
     parser.add_argument("--temperature", type=float, default=None, help=f"({default} 1.0)")
-    parser.add_argument("--top_k", type=int, default=None, help=f"0 = off ({default} off)")
+    parser.add_argument("--top_k", type=int, default=None, help=f">= 1 ({default} off)")
     parser.add_argument("--top_p", type=float, default=None, help=f"1 = off ({default} off)")
     parser.add_argument("--batch_size", type=int, default=64, help="Images per pipeline call per process.")
 

@@ -100,7 +100,7 @@ def test_default_class_labels_are_all_classes(model_dir, tmp_path, capsys):
         (["--guidance-scale", "-1"], "guidance_scale = -1.0 is out of range"),
         (["--temperature", "inf"], "temperature = inf is out of range: it must be a finite number > 0"),
         (["--top-p", "nan"], "top_p = nan is out of range"),
-        (["--top-k", "-2"], "top_k = -2 is out of range"),
+        (["--top-k", "0"], "top_k = 0 is out of range"),
     ],
 )
 def test_bad_labels_are_clean_errors(model_dir, tmp_path, capsys, extra, message):

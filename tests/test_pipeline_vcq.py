@@ -272,7 +272,7 @@ def test_linear_schedule_uses_per_position_scales(pipe):
     [
         ({"guidance_scale": -1.0}, "guidance_scale = -1.0 is out of range"),
         ({"temperature": 0.0}, "temperature = 0.0 is out of range"),
-        ({"top_k": -1}, "top_k = -1 is out of range"),
+        ({"top_k": 0}, "top_k = 0 is out of range"),
         ({"guidance_scale": float("nan")}, r"guidance_scale = nan is out of range: it must be a finite number >= 0"),
         ({"guidance_scale": float("inf")}, r"guidance_scale = inf is out of range"),
         ({"temperature": float("inf")}, r"temperature = inf is out of range: it must be a finite number > 0"),

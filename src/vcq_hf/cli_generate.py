@@ -68,7 +68,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--temperature", type=float, default=None, help="Sampling temperature > 0 (default: the model's, else 1.0)."
     )
     parser.add_argument(
-        "--top-k", type=int, default=None, help="Top-k sampling, 0 = off (default: the model's, else off)."
+        "--top-k", type=int, default=None, help="Top-k sampling, >= 1 (default: the model's, else off)."
     )
     parser.add_argument(
         "--top-p",

@@ -233,7 +233,7 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
             guidance_scale (`float`, *optional*): finite, >= 0 (1 = no guidance).
             guidance_schedule (`str`, *optional*): one of `GUIDANCE_SCHEDULES`.
             temperature (`float`, *optional*): finite, > 0.
-            top_k (`int`, *optional*): >= 0, 0 = off.
+            top_k (`int`, *optional*): >= 1.
             top_p (`float`, *optional*): in (0, 1], 1 = off.
             do_sample (`bool`, *optional*): `False` = greedy.
 
@@ -478,7 +478,7 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
             temperature (`float`, *optional*, defaults to `None`):
                 Softmax temperature, finite and > 0. `None`: the checkpoint's, else 1.0.
             top_k (`int`, *optional*, defaults to `None`):
-                Keep only the k most likely codes at each step (among those allowed at the position); 0 = off.
+                Keep only the k most likely codes at each step (among those allowed at the position), >= 1.
                 `None`: the checkpoint's, else off.
             top_p (`float`, *optional*, defaults to `None`):
                 Nucleus sampling: keep the smallest set of codes whose probability reaches `top_p`, in (0, 1]; 1 =

@@ -40,7 +40,7 @@ def check_sampling_settings(
     """Check the given sampling settings (`None` = not given); every error names the value and the allowed range.
 
     Ranges: `guidance_scale` a finite number >= 0 (1 = no guidance, 0 = the unconditional model); `guidance_schedule`
-    one of `GUIDANCE_SCHEDULES`; `temperature` a finite number > 0; `top_k` an integer >= 0 (0 = off);
+    one of `GUIDANCE_SCHEDULES`; `temperature` a finite number > 0; `top_k` an integer >= 1;
     `top_p` a number in (0, 1] (1 = off); `do_sample` a bool. NaN and infinities are refused.
 
     Raises:
@@ -68,8 +68,8 @@ def check_sampling_settings(
             f"temperature = {temperature!r} is out of range: it must be a finite number > 0 (use do_sample=False for "
             "greedy decoding)."
         )
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
-        raise ValueError(f"top_k = {top_k!r} is out of range: it must be None or an integer >= 0 (0 = off).")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k = {top_k!r} is out of range: it must be None (off) or an integer >= 1.")
     if top_p is not None and not (_is_number(top_p) and math.isfinite(top_p) and 0.0 < top_p <= 1.0):
         raise ValueError(f"top_p = {top_p!r} is out of range: it must be None or a number in (0, 1] (1 = off).")
     if do_sample is not None and not isinstance(do_sample, bool):
