@@ -44,7 +44,12 @@ import training_utils as tu  # noqa: E402
 from vcq_hf.image_processing_vcq import VCQImageProcessor  # noqa: E402
 from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
 from vcq_hf.training_utils.checkpointing import weights_fingerprint  # noqa: E402
-from vcq_hf.training_utils.files import atomic_write_json, replace_folder, sibling_temp_folder  # noqa: E402
+from vcq_hf.training_utils.files import (  # noqa: E402
+    atomic_write_json,
+    explain_unreadable_weights,
+    replace_folder,
+    sibling_temp_folder,
+)
 
 
 logger = get_logger(__name__, log_level="INFO")
@@ -169,7 +174,8 @@ def main(args: argparse.Namespace) -> Path:
     tu.setup_logging(accelerator)
     set_seed(args.seed)
 
-    model = VCQVQModel.from_pretrained(args.vq_model_path).eval().to(accelerator.device)
+    with explain_unreadable_weights(args.vq_model_path):
+        model = VCQVQModel.from_pretrained(args.vq_model_path).eval().to(accelerator.device)
     try:
         image_processor = VCQImageProcessor.from_pretrained(args.vq_model_path)
     except OSError:

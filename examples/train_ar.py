@@ -40,6 +40,7 @@ from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
 from vcq_hf.pipeline_vcq import VCQPipeline  # noqa: E402
 from vcq_hf.sampling import check_sampling_settings  # noqa: E402
 from vcq_hf.training_utils.checkpointing import register_pretrained_hooks, weights_fingerprint  # noqa: E402
+from vcq_hf.training_utils.files import explain_unreadable_weights  # noqa: E402
 
 
 logger = get_logger(__name__, log_level="INFO")
@@ -106,7 +107,8 @@ def build_model(args: argparse.Namespace, vq_config, num_classes: int) -> VCQFor
         overrides["class_dropout_prob"] = args.class_dropout_prob
     source = args.model_config
     if os.path.isdir(source):
-        model = VCQForCausalLM.from_pretrained(source, **overrides)
+        with explain_unreadable_weights(source):
+            model = VCQForCausalLM.from_pretrained(source, **overrides)
         if list(model.config.codebook_sizes) != list(vq_config.codebook_sizes):
             raise ValueError(
                 f"The model in {source} has codebook_sizes {list(model.config.codebook_sizes)} but the codes were "
@@ -153,7 +155,8 @@ def main(args: argparse.Namespace) -> VCQPipeline:
     if args.max_train_samples is not None:
         codes_dataset = codes_dataset.select(range(min(args.max_train_samples, len(codes_dataset))))
     vq_model_path = args.vq_model_path or meta["vq_model_path"]
-    vq_model = VCQVQModel.from_pretrained(vq_model_path).eval().requires_grad_(False)
+    with explain_unreadable_weights(vq_model_path):
+        vq_model = VCQVQModel.from_pretrained(vq_model_path).eval().requires_grad_(False)
     if list(vq_model.config.codebook_sizes) != list(meta["codebook_sizes"]):
         raise ValueError(
             f"The tokenizer {vq_model_path} has codebook_sizes {list(vq_model.config.codebook_sizes)} but the codes "

@@ -40,6 +40,7 @@ from vcq_hf.hub.model_card import save_model_card  # noqa: E402
 from vcq_hf.image_processing_vcq import VCQImageProcessor  # noqa: E402
 from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
 from vcq_hf.training_utils.checkpointing import register_pretrained_hooks, stop_on_nonfinite_weights  # noqa: E402
+from vcq_hf.training_utils.files import explain_unreadable_weights  # noqa: E402
 
 
 logger = get_logger(__name__, log_level="INFO")
@@ -337,7 +338,11 @@ def main(args: argparse.Namespace) -> VCQVQModel:
         )
 
     config, init_from = build_config(args)
-    model = VCQVQModel.from_pretrained(init_from, config=config) if init_from else VCQVQModel(config)
+    if init_from:
+        with explain_unreadable_weights(init_from):
+            model = VCQVQModel.from_pretrained(init_from, config=config)
+    else:
+        model = VCQVQModel(config)
     image_processor = VCQImageProcessor(image_size=config.image_size)
     perceptual = PerceptualLoss(args.perceptual_weights).to(accelerator.device) if args.perceptual_weights else None
     discriminator = (

@@ -35,7 +35,6 @@ from torch.utils.data import DataLoader
 from vcq_hf.training_utils import checkpointing as ckpt
 from vcq_hf.training_utils.checkpointing import (
     CHECKPOINT_PREFIX,
-    CorruptCheckpointError,
     NonFiniteTrainingError,
     check_finite_gradients,
     check_finite_loss,
@@ -44,6 +43,7 @@ from vcq_hf.training_utils.checkpointing import (
     save_module,
     uses_sharded_states,
 )
+from vcq_hf.training_utils.files import CorruptWeightsError
 
 
 logger = get_logger(__name__, log_level="INFO")
@@ -490,7 +490,7 @@ def run_script(main: Callable[[argparse.Namespace], Any], parse_args: Callable[[
     loss or weights end the run with status 1 and a one-line error instead of a traceback."""
     try:
         main(parse_args())
-    except (NonFiniteTrainingError, CorruptCheckpointError, ValueError, FileNotFoundError) as err:
+    except (NonFiniteTrainingError, CorruptWeightsError, ValueError, FileNotFoundError, PermissionError) as err:
         print(f"{Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
         sys.exit(1)
 

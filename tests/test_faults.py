@@ -365,3 +365,68 @@ def test_sample_npz_name_cannot_leave_the_output_dir(tmp_path):
     for name in ("../x.npz", "/tmp/x.npz", "sub/x.npz", ".hidden.npz"):
         with pytest.raises(ValueError, match="plain file name"):
             sample.parse_args(["--pipeline_path", str(tmp_path), "--output_dir", str(tmp_path), "--npz_name", name])
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tmp_path_factory):
+    from vcq_hf import VCQConfig, VCQForCausalLM, VCQVQConfig, VCQVQModel
+    from vcq_hf.pipeline_vcq import VCQPipeline
+
+    torch.manual_seed(0)
+    vq_config = VCQVQConfig.from_preset("tiny")
+    pipe = VCQPipeline(
+        VCQVQModel(vq_config).eval(),
+        VCQForCausalLM(VCQConfig.from_vq_config(vq_config, preset="tiny")).eval(),
+        id2label={0: "a", 1: "b", 2: "c"},
+    )
+    folder = tmp_path_factory.mktemp("pipe") / "pipe"
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def run_cli(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--cell-size", "100000"], "--cell-size 100000 is out of range: it must be in [1, 1024]"),
+        (["--num-images-per-class", "100000"], "--num-images-per-class 100000 is out of range"),
+        (["--batch-size", "0"], "--batch-size 0 is out of range"),
+        (["--num-images-per-class", "1000", "--cell-size", "1024"], "would take about"),
+        (["--num-images-per-class", "2000"], "3 classes x 2000 images = 6000 images is more than 4096"),
+    ],
+)
+def test_generate_sizes_are_bounded_before_allocating(tiny_pipeline, tmp_path, capsys, extra, message):
+    code, err = run_cli(["generate", "--model", str(tiny_pipeline), "--output", str(tmp_path / "g.png"), *extra],
+                        capsys)  # fmt: skip
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_generate_in_batches_gives_the_same_grid(tiny_pipeline, tmp_path, capsys):
+    base = ["generate", "--model", str(tiny_pipeline), "--num-images-per-class", "3", "--quiet"]
+    assert run_cli([*base, "--output", str(tmp_path / "one.png")], capsys)[0] == 0
+    assert run_cli([*base, "--output", str(tmp_path / "many.png"), "--batch-size", "2"], capsys)[0] == 0
+    assert (tmp_path / "one.png").read_bytes() == (tmp_path / "many.png").read_bytes()
+
+
+def test_truncated_weights_are_one_line_errors_naming_the_file(tiny_pipeline, tmp_path, capsys):
+    from vcq_hf.pipeline_vcq import VCQPipeline
+    from vcq_hf.training_utils.files import CorruptWeightsError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_pipeline, broken)
+    weights = broken / "transformer" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CorruptWeightsError, match=r"transformer/model.safetensors cannot be read .*truncated"):
+        VCQPipeline.from_pretrained(broken)
+    code, err = run_cli(["generate", "--model", str(broken), "--output", str(tmp_path / "g.png")], capsys)
+    assert code == 2 and "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"{weights} cannot be read" in errors[0] and "truncated or corrupt" in errors[0]

@@ -31,6 +31,11 @@ MAX_DEFAULT_CLASSES = 32
 # Grid cells are upscaled (nearest neighbour) to at least this many pixels, so 32x32 samples stay visible.
 MIN_CELL_SIZE = 64
 DTYPES = ("float32", "bfloat16", "float16")
+# Size bounds, checked before anything is loaded: a grid cell side, the images of one run (larger sample sets are
+# examples/sample.py's job, which streams them to disk) and the memory of the grid image.
+MAX_CELL_SIZE = 1024
+MAX_IMAGES = 4096
+MAX_GRID_BYTES = 2**30
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +98,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"Side in pixels of a grid cell (nearest-neighbour upscaling); default: the image size times the "
         f"smallest integer that reaches {MIN_CELL_SIZE} px.",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="Images per pipeline call; larger requests are sampled in batches with the same result (default: 32).",
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu).")
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="Model dtype (default: float32).")
@@ -205,16 +216,40 @@ def make_grid(
     return grid
 
 
+def check_sizes(num_images_per_class: int, cell_size: int | None, batch_size: int) -> None:
+    """Range checks of the size flags that do not need the model (before anything is loaded)."""
+    if not 1 <= num_images_per_class <= MAX_IMAGES:
+        raise ValueError(
+            f"--num-images-per-class {num_images_per_class} is out of range: it must be in [1, {MAX_IMAGES}] "
+            "(for larger sample sets use examples/sample.py, which writes them to disk as it goes)."
+        )
+    if cell_size is not None and not 1 <= cell_size <= MAX_CELL_SIZE:
+        raise ValueError(f"--cell-size {cell_size} is out of range: it must be in [1, {MAX_CELL_SIZE}].")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size {batch_size} is out of range: it must be >= 1.")
+
+
+def check_grid_memory(num_rows: int, num_columns: int, cell_size: int, padding: int = 4) -> int:
+    """The bytes of the RGB grid (`make_grid`'s layout without the label column); `ValueError` above
+    `MAX_GRID_BYTES`, naming the estimate and the largest cell size that fits."""
+    estimate = 3 * (num_columns * (cell_size + padding) + 256) * (num_rows * (cell_size + padding) + padding)
+    if estimate > MAX_GRID_BYTES:
+        fits = math.isqrt(MAX_GRID_BYTES // (3 * max(num_rows * num_columns, 1))) - padding
+        raise ValueError(
+            f"The grid of {num_rows} x {num_columns} cells of {cell_size} px would take about "
+            f"{estimate / 2**30:.1f} GiB (limit {MAX_GRID_BYTES / 2**30:.0f} GiB); use a --cell-size of at most "
+            f"{max(fits, 1)}, fewer classes or fewer --num-images-per-class (or --save-individual for the images)."
+        )
+    return estimate
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """Run `vcq generate`."""
-    if args.num_images_per_class < 1:
-        raise ValueError(f"--num-images-per-class {args.num_images_per_class} is out of range: it must be >= 1.")
+    check_sizes(args.num_images_per_class, args.cell_size, args.batch_size)
     # the pipeline's own checks, before the model is loaded (NaN and infinities included)
     check_sampling_settings(
         guidance_scale=args.guidance_scale, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p
     )
-    if args.cell_size is not None and args.cell_size < 1:
-        raise ValueError(f"--cell-size {args.cell_size} is out of range: it must be >= 1.")
     output = check_output_path(args.output)
     individual_dir = None
     if args.save_individual is not None:
@@ -240,25 +275,38 @@ def run_cli(args: argparse.Namespace) -> int:
     labels = args.class_labels if args.class_labels is not None else default_class_labels(pipe.num_classes)
     label_ids = pipe.resolve_class_labels(labels)  # ids or names; unknown names and bad ids raise ValueError
     count = len(label_ids) * args.num_images_per_class
+    if count > MAX_IMAGES:
+        raise ValueError(
+            f"{len(label_ids)} classes x {args.num_images_per_class} images = {count} images is more than "
+            f"{MAX_IMAGES} for one grid; ask for fewer, or use examples/sample.py for large sample sets."
+        )
+    image_size = pipe.vq_model.config.image_size
+    cell_size = args.cell_size or image_size * max(1, math.ceil(MIN_CELL_SIZE / image_size))
+    check_grid_memory(len(label_ids), args.num_images_per_class, cell_size)
     device_type = torch.device(args.device).type
     generators = [torch.Generator(device=device_type).manual_seed(args.seed + i) for i in range(count)]
-    output_images = pipe(
-        class_labels=label_ids,
-        guidance_scale=args.guidance_scale,
-        guidance_schedule=args.guidance_schedule,
-        generator=generators,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        num_images_per_class=args.num_images_per_class,
-        output_type="pil",
-    ).images
+    # One generator per image makes each image independent of the batch it is sampled in, so batching bounds the
+    # memory (KV cache, logits) without changing the result.
+    per_image = [label for label in label_ids for _ in range(args.num_images_per_class)]
+    output_images = []
+    for start in range(0, count, args.batch_size):
+        output_images += pipe(
+            class_labels=per_image[start : start + args.batch_size],
+            guidance_scale=args.guidance_scale,
+            guidance_schedule=args.guidance_schedule,
+            generator=generators[start : start + args.batch_size],
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            num_images_per_class=1,
+            output_type="pil",
+        ).images
 
     names = pipe.id2label
     row_labels = [f"{label}: {names[label]}" if label in names else str(label) for label in label_ids]
     n = args.num_images_per_class
     rows = [output_images[i * n : (i + 1) * n] for i in range(len(label_ids))]
-    make_grid(rows, row_labels, cell_size=args.cell_size).save(output)
+    make_grid(rows, row_labels, cell_size=cell_size).save(output)
     print(f"wrote {output} ({len(label_ids)} classes x {n} images)")
     if individual_dir is not None:
         for i, label in enumerate(label_ids):

@@ -38,6 +38,15 @@ class VCQPipelineHubMixin:
     """Download, model card, save and push for `VCQPipeline` (a `DiffusionPipeline` with `transformer`, `vq_model`)."""
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
+        """`DiffusionPipeline.from_pretrained`; a truncated or corrupt weights file of a local folder is reported as
+        `CorruptWeightsError` naming the file (safetensors' own error does not say which file)."""
+        from vcq_hf.training_utils.files import explain_unreadable_weights
+
+        with explain_unreadable_weights(pretrained_model_name_or_path):
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
     def download(cls, pretrained_model_name: str, **kwargs: Any) -> str:
         r"""
         Download (or find in the local cache) the files of a saved `VCQPipeline` on the Hub and return their folder.

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .files import atomic_write_json, replace_folder
+from .files import CorruptWeightsError, atomic_write_json, replace_folder
 
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class NonFiniteTrainingError(RuntimeError):
     checkpoint that is safe to resume from."""
 
 
-class CorruptCheckpointError(ValueError):
+class CorruptCheckpointError(CorruptWeightsError):
     """A weights file of a checkpoint cannot be read (truncated or corrupt); the message names the file."""
 
 
