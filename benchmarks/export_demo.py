@@ -1,9 +1,13 @@
 #!/usr/bin/env python
-"""Copy a trained VCQPipeline folder into the package as the bundled demo checkpoint (`src/vcq_hf/demo/`).
+"""Write a trained VCQPipeline folder into the package as the bundled demo checkpoint (`src/vcq_hf/demo/`).
 
-Only what loading needs and what documents it travels: `model_index.json`, `vq_model/` and `transformer/` (config
-JSON + safetensors), the model card, the training summaries of both stages and the sample grid. Checkpoints, logs
-and optimizer states stay behind. The pipeline is reloaded and sampled once as a check.
+The pipeline is loaded from `--pipeline_dir` and written with `VCQPipeline.save_pretrained`, so the demo has the
+layout of every saved pipeline (`vcq_hf/hub/pipeline.py`): weights and configs, the model code (it loads with
+`DiffusionPipeline.from_pretrained(demo, trust_remote_code=True)` without vcq_hf) and `vq_model/`'s image processor
+config (the tokenizer's own `preprocessor_config.json` from `--tokenizer_dir` when it has one). The model card, the
+training summaries of both stages, evaluation results and the sample grid travel along; checkpoints, logs and
+optimizer states stay behind. The written folder is reloaded and sampled once before it replaces the old demo.
+Re-exporting the demo onto itself (`--pipeline_dir src/vcq_hf/demo`) keeps everything and refreshes the layout.
 
     python benchmarks/export_demo.py --pipeline_dir runs/reproduce_small/ar-log \
         --tokenizer_dir runs/reproduce_small/tokenizer-log --output_dir src/vcq_hf/demo
@@ -18,32 +22,35 @@ from pathlib import Path
 import torch
 
 
-KEEP_SUFFIXES = {".json", ".safetensors", ".txt"}
+# pipeline_dir file -> demo file, besides what save_pretrained writes; plus every evaluation*.json and
+# training_summary_*.json at the top of pipeline_dir.
+TOP_LEVEL_FILES = {
+    "README.md": "README.md",
+    "training_summary.json": "training_summary_ar.json",
+    "sample_grid.png": "sample_grid.png",
+}
+TOP_LEVEL_PATTERNS = ("evaluation*.json", "training_summary_*.json")
 
 
 def export_demo(pipeline_dir: Path, tokenizer_dir: Path | None, output_dir: Path, max_megabytes: float = 25.0) -> int:
-    from vcq_hf import VCQPipeline
+    from vcq_hf import VCQImageProcessor, VCQPipeline
+    from vcq_hf.training_utils.files import replace_folder, sibling_temp_folder
 
     if not (pipeline_dir / "model_index.json").exists():
         raise FileNotFoundError(f"{pipeline_dir} is not a VCQPipeline folder (no model_index.json).")
-    staging = output_dir.with_name(output_dir.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    shutil.copy(pipeline_dir / "model_index.json", staging)
-    for component in ("vq_model", "transformer"):
-        (staging / component).mkdir()
-        for path in (pipeline_dir / component).iterdir():
-            if path.suffix in KEEP_SUFFIXES:
-                shutil.copy(path, staging / component / path.name)
-    for name, target in (
-        ("README.md", "README.md"),
-        ("training_summary.json", "training_summary_ar.json"),
-        ("sample_grid.png", "sample_grid.png"),
-    ):
-        if (pipeline_dir / name).exists():
-            shutil.copy(pipeline_dir / name, staging / target)
+    staging = sibling_temp_folder(output_dir, "export")
+    copies = {pipeline_dir / name: staging / target for name, target in TOP_LEVEL_FILES.items()}
+    copies.update({path: staging / path.name for pattern in TOP_LEVEL_PATTERNS for path in pipeline_dir.glob(pattern)})
+    for source, target in copies.items():
+        if source.is_file():
+            shutil.copy(source, target)  # before save_pretrained, which keeps an existing README.md
     if tokenizer_dir is not None and (tokenizer_dir / "training_summary.json").exists():
         shutil.copy(tokenizer_dir / "training_summary.json", staging / "training_summary_tokenizer.json")
+    for processor_dir in (tokenizer_dir, pipeline_dir / "vq_model"):  # the tokenizer's own settings first
+        if processor_dir is not None and (processor_dir / "preprocessor_config.json").exists():
+            VCQImageProcessor.from_pretrained(processor_dir).save_pretrained(staging / "vq_model")
+            break
+    VCQPipeline.from_pretrained(pipeline_dir).save_pretrained(staging)
     size = sum(path.stat().st_size for path in staging.rglob("*") if path.is_file())
     if size > max_megabytes * 2**20:
         shutil.rmtree(staging)
@@ -51,8 +58,7 @@ def export_demo(pipeline_dir: Path, tokenizer_dir: Path | None, output_dir: Path
     pipe = VCQPipeline.from_pretrained(staging)  # must load and sample before it replaces the old demo
     pipe.set_progress_bar_config(disable=True)
     pipe(class_labels=[0], generator=torch.manual_seed(0), output_type="latent")
-    shutil.rmtree(output_dir, ignore_errors=True)
-    staging.rename(output_dir)
+    replace_folder(staging, output_dir, marker="model_index.json")
     return size
 
 

@@ -16,10 +16,14 @@ FASHION_MNIST_CLASSES = [
 ]  # fmt: skip
 
 
-def test_demo_is_small_safetensors_and_json_only():
+def test_demo_is_small_safetensors_json_and_model_code_only():
     files = [path for path in Path(DEFAULT_MODEL).rglob("*") if path.is_file()]
     assert sum(path.stat().st_size for path in files) <= 25 * 2**20
-    assert {path.suffix for path in files} <= {".json", ".safetensors", ".md", ".png"}
+    assert {path.suffix for path in files} <= {".json", ".safetensors", ".md", ".png", ".py"}
+    # the .py files are the model code that remote-code loading runs: copies of vcq_hf's own modules
+    package = Path(DEFAULT_MODEL).parent
+    assert {path.name for path in files if path.suffix == ".py"} <= {path.name for path in package.glob("*.py")}
+    assert (Path(DEFAULT_MODEL) / "vq_model" / "preprocessor_config.json").is_file()
 
 
 def test_demo_pipeline_samples_valid_codes_and_images():

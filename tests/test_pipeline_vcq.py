@@ -350,9 +350,10 @@ def test_bfloat16_pipeline_runs(tmp_path):
 def test_save_load_round_trip(pipe, tmp_path):
     pipe.save_pretrained(tmp_path / "pipe")
     index = json.loads((tmp_path / "pipe" / "model_index.json").read_text())
-    assert index["_class_name"] == "VCQPipeline"
-    assert index["vq_model"] == ["vcq_hf.modeling_vcq_vq", "VCQVQModel"]
-    assert index["transformer"] == ["vcq_hf.modeling_vcq", "VCQForCausalLM"]
+    # diffusers' custom-pipeline names, the code in the folder (see tests/test_remote_code.py)
+    assert index["_class_name"] == ["pipeline_vcq", "VCQPipeline"]
+    assert index["vq_model"] == ["modeling_vcq_vq", "VCQVQModel"]
+    assert index["transformer"] == ["modeling_vcq", "VCQForCausalLM"]
     assert index["id2label"] == {str(k): v for k, v in ID2LABEL.items()}
     assert list((tmp_path / "pipe" / "transformer").glob("*.safetensors"))
     assert not list((tmp_path / "pipe").rglob("*.bin"))

@@ -24,11 +24,24 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils import replace_example_docstring
-from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers import (
+    LogitsProcessorList,
+    PreTrainedModel,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
+# Remote code (`DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` without vcq_hf): for a local folder
+# diffusers copies into its module cache the modules this file imports as `from .x import y`, not those they import in
+# turn, so every module of the model code is named here.
+from .configuration_vcq import VCQConfig  # noqa: F401
+from .configuration_vcq_vq import VCQVQConfig  # noqa: F401
 from .generation import VCQStaticCache, classifier_free_guidance
-from .modeling_vcq import VCQForCausalLM
-from .modeling_vcq_vq import VCQVQModel
+from .modeling_vcq import VCQForCausalLM  # noqa: F401
+from .modeling_vcq_vq import VCQVQModel  # noqa: F401
+from .presets import PresetMixin  # noqa: F401
+from .quantizer import VariableCodebookQuantizer  # noqa: F401
 from .sampling import (
     DEFAULT_GUIDANCE_SCALE,
     GUIDANCE_SCHEDULES,
@@ -36,6 +49,8 @@ from .sampling import (
     check_sampling_settings,
     guidance_scales,
 )
+from .schedules import CodebookSchedule  # noqa: F401
+from .validation import check_number  # noqa: F401
 
 
 try:  # download, model card and push live in the library; a copy of this file loaded as remote code needs no vcq_hf
@@ -107,8 +122,11 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
 
     def __init__(
         self,
-        vq_model: VCQVQModel,
-        transformer: VCQForCausalLM,
+        # Annotated with the base class: diffusers checks components against these types, resolved before it loads
+        # them, and as remote code it executes each component's module again, so the classes imported here would
+        # be stale copies of the loaded ones. The docstring names the real classes.
+        vq_model: PreTrainedModel,
+        transformer: PreTrainedModel,
         id2label: dict[int, str] | dict[str, str] | None = None,
     ):
         super().__init__()

@@ -1,14 +1,32 @@
-"""Hub plumbing of `VCQPipeline`: download a saved pipeline, write and tag its model card, push it.
+"""Hub plumbing of `VCQPipeline`: save a folder that loads with and without vcq_hf, download it, card it, push it.
 
 `VCQPipeline` inherits these methods from `VCQPipelineHubMixin` (listed before `DiffusionPipeline` in its bases, so
 they override diffusers' own). They need the installed vcq_hf; a copy of `pipeline_vcq.py` loaded as remote code
 without vcq_hf falls back to diffusers' `download` / `save_pretrained` / `push_to_hub`.
+
+A saved folder follows diffusers' custom-pipeline convention, so that `DiffusionPipeline.from_pretrained(folder,
+trust_remote_code=True)` (what the Hub's "use this model" snippet runs) works in a Python without vcq_hf:
+
+    model_index.json       "_class_name": ["pipeline_vcq", "VCQPipeline"],
+                           "transformer": ["modeling_vcq", "VCQForCausalLM"], "vq_model": ["modeling_vcq_vq", "VCQVQModel"]
+    pipeline_vcq.py ...    the pipeline's code and the model code it imports
+    transformer/           config.json (auto_map), generation_config.json, weights, modeling_vcq.py ...
+    vq_model/              config.json (auto_map), weights, preprocessor_config.json (auto_map), modeling_vcq_vq.py,
+                           image_processing_vcq.py ...
+
+`VCQPipeline.from_pretrained` reads the same folder with the installed library and runs no code from it: its
+`load_config` maps those names back to `vcq_hf.pipeline_vcq` / `vcq_hf.modeling_vcq` / `vcq_hf.modeling_vcq_vq`.
+Folders saved before this layout (`"_class_name": "VCQPipeline"`, components `["vcq_hf.modeling_vcq", ...]`, no code)
+load with `VCQPipeline.from_pretrained` as before; saving them again writes the new layout.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from diffusers.utils.hub_utils import MODEL_CARD_TEMPLATE_PATH, load_or_create_model_card, populate_model_card
@@ -27,11 +45,64 @@ HUB_ALLOW_PATTERNS: tuple[str, ...] = (
     "README.md",
     "*/config.json",
     "*/generation_config.json",
+    "*/preprocessor_config.json",
     "*/*.safetensors",
     "*/*.safetensors.index.json",
 )
 
 MODEL_CARD_TAGS: tuple[str, ...] = ("vcq", "vcq_hf", "class-conditional", "image-generation", "autoregressive")
+
+
+# diffusers' custom-pipeline names in a saved model_index.json, and the library modules they stand for.
+REMOTE_CODE_PIPELINE: tuple[str, str] = ("pipeline_vcq", "VCQPipeline")
+REMOTE_CODE_COMPONENTS: dict[str, tuple[str, str]] = {
+    "transformer": ("modeling_vcq", "VCQForCausalLM"),
+    "vq_model": ("modeling_vcq_vq", "VCQVQModel"),
+}
+LIBRARY_MODULES: dict[str, str] = {"modeling_vcq": "vcq_hf.modeling_vcq", "modeling_vcq_vq": "vcq_hf.modeling_vcq_vq"}
+# The code each part of a saved folder carries: these modules and every module they import relatively.
+REMOTE_CODE_FILES: dict[str, tuple[str, ...]] = {
+    ".": ("pipeline_vcq.py",),
+    "transformer": ("modeling_vcq.py",),
+    "vq_model": ("modeling_vcq_vq.py", "image_processing_vcq.py"),
+}
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def copy_model_code(module_files: tuple[str, ...], folder: str | os.PathLike) -> list[str]:
+    """Copy vcq_hf modules and the same-folder modules they import (recursively) into `folder`; return the names."""
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    names: set[str] = set()
+    for module_file in module_files:
+        source = PACKAGE_DIR / module_file
+        names.add(source.name)
+        names.update(Path(path).name for path in get_relative_import_files(str(source)))
+    for name in sorted(names):
+        shutil.copyfile(PACKAGE_DIR / name, Path(folder) / name)
+    return sorted(names)
+
+
+def to_remote_code_layout(model_index: dict[str, Any]) -> dict[str, Any]:
+    """`model_index.json` content with diffusers' custom-pipeline names (the code files ship in the folder)."""
+    model_index = dict(model_index)
+    model_index["_class_name"] = list(REMOTE_CODE_PIPELINE)
+    for component, (module, class_name) in REMOTE_CODE_COMPONENTS.items():
+        if model_index.get(component) is not None:
+            model_index[component] = [module, class_name]
+    return model_index
+
+
+def to_library_layout(model_index: dict[str, Any]) -> dict[str, Any]:
+    """`model_index.json` content naming the installed library's classes (what `VCQPipeline.from_pretrained` loads)."""
+    model_index = dict(model_index)
+    if list(model_index.get("_class_name") or []) == list(REMOTE_CODE_PIPELINE):
+        model_index["_class_name"] = REMOTE_CODE_PIPELINE[1]
+    for component in REMOTE_CODE_COMPONENTS:
+        entry = model_index.get(component)
+        if isinstance(entry, (list, tuple)) and len(entry) == 2 and entry[0] in LIBRARY_MODULES:
+            model_index[component] = [LIBRARY_MODULES[entry[0]], entry[1]]
+    return model_index
 
 
 class VCQPipelineHubMixin:
@@ -161,10 +232,12 @@ class VCQPipelineHubMixin:
         **kwargs: Any,
     ) -> None:
         r"""
-        Save the pipeline like [`~diffusers.DiffusionPipeline.save_pretrained`] (`model_index.json` naming the
-        components `["vcq_hf.modeling_vcq_vq", "VCQVQModel"]` and `["vcq_hf.modeling_vcq", "VCQForCausalLM"]`, one
-        folder per component, safetensors) and write a model card `README.md` ([`~VCQPipeline.create_model_card`])
-        unless the folder already has one.
+        Save the pipeline like [`~diffusers.DiffusionPipeline.save_pretrained`] (one folder per component,
+        safetensors), in the layout of this module's docstring: the code of the pipeline and of each component
+        travels with it, `vq_model/` gets the image processor's `preprocessor_config.json` (a `VCQImageProcessor` at
+        the tokenizer's image size, unless the folder has one), and `model_index.json` names the pipeline and
+        components as diffusers' custom-pipeline mechanism expects. A model card `README.md`
+        ([`~VCQPipeline.create_model_card`]) is written unless the folder already has one.
 
         Args:
             save_directory (`str` or `os.PathLike`): the folder to write.
@@ -179,6 +252,7 @@ class VCQPipelineHubMixin:
         super().save_pretrained(
             save_directory, safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size
         )
+        self._write_remote_code(save_directory)
         readme = os.path.join(save_directory, "README.md")
         if not os.path.isfile(readme):
             self.create_model_card().save(readme)
@@ -194,6 +268,35 @@ class VCQPipelineHubMixin:
                 commit_message=kwargs.pop("commit_message", None),
                 create_pr=kwargs.pop("create_pr", False),
             )
+
+    def _write_remote_code(self, save_directory: str) -> None:
+        """Code files, the image processor config and the custom-pipeline `model_index.json` of a saved folder."""
+        from ..image_processing_vcq import VCQImageProcessor
+        from ..training_utils.files import atomic_write_json
+
+        for part, module_files in REMOTE_CODE_FILES.items():
+            folder = os.path.join(save_directory, part)
+            if part == "." or os.path.isdir(folder):
+                copy_model_code(module_files, folder)
+        vq_folder = os.path.join(save_directory, "vq_model")
+        if os.path.isdir(vq_folder) and not os.path.isfile(os.path.join(vq_folder, "preprocessor_config.json")):
+            VCQImageProcessor(image_size=int(self.vq_model.config.image_size)).save_pretrained(vq_folder)
+        index_path = os.path.join(save_directory, "model_index.json")
+        with open(index_path, encoding="utf-8") as handle:
+            model_index = json.load(handle)
+        atomic_write_json(index_path, to_remote_code_layout(model_index))
+
+    @classmethod
+    def load_config(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
+        r"""
+        [`~diffusers.ConfigMixin.load_config`], with a saved folder's custom-pipeline names mapped back to the
+        installed library (`["pipeline_vcq", "VCQPipeline"]` -> `VCQPipeline`, `["modeling_vcq", ...]` ->
+        `["vcq_hf.modeling_vcq", ...]`), so that `VCQPipeline.from_pretrained` runs no code from the folder.
+        """
+        loaded = super().load_config(pretrained_model_name_or_path, *args, **kwargs)
+        if isinstance(loaded, tuple):
+            return (to_library_layout(loaded[0]), *loaded[1:])
+        return to_library_layout(loaded)
 
     def push_to_hub(
         self,

@@ -1,0 +1,442 @@
+"""The VCQ autoregressive prior: a `LlamaForCausalLM` over `[class token, x_0, ..., x_{T-1}]`.
+
+Only the image-specific parts are added to Llama (no Llama code is copied):
+
+- input checks (class token first, image code x_t in `[0, K_t)`, at most 1 + T tokens),
+- class dropout to the null class in training mode (for classifier-free guidance),
+- the next-token loss on image tokens, optionally with the softmax restricted to `[0, K_t)` (`mask_logits_in_loss`),
+- `generate`, which always applies a `VCQMask` bound to the model's schedule and supplies the null class as the
+  unconditional prompt of transformers' classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from transformers import (
+    AutoModelForCausalLM,
+    GenerationConfig,
+    LlamaForCausalLM,
+    LlamaPreTrainedModel,
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,  # noqa: F401  (diffusers reloads a pipeline component only if its module binds this name)
+)
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.utils import can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
+
+from .configuration_vcq import VCQConfig
+from .generation import VCQMask
+
+
+class VCQPreTrainedModel(LlamaPreTrainedModel):
+    """Base class of the VCQ prior: Llama's weight init and loading machinery with a [`VCQConfig`]."""
+
+    config_class = VCQConfig
+    config: VCQConfig
+
+
+class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
+    r"""
+    Class-conditional autoregressive prior over VCQ image codes: a Llama decoder whose sequences are
+    `[class token, x_0, ..., x_{T-1}]` (see [`VCQConfig`] for the vocabulary layout).
+
+    Training is `model(input_ids=ids, labels=ids)` with `ids = model.build_input_ids(class_labels, codes)`; the loss
+    is the next-token cross-entropy on the T image tokens only. In training mode each class token is replaced by the
+    null class token with probability `config.class_dropout_prob`.
+
+    Sampling is `model.generate(model.build_input_ids(class_labels))`: it generates the remaining image tokens with
+    the sampling defaults of `model.generation_config` and a [`VCQMask`] bound to `config.codebook_sizes`, so every
+    output is a valid code sequence. Pass `guidance_scale=s` for classifier-free guidance; the null class is used as
+    the unconditional prompt unless you pass `negative_prompt_ids`.
+
+    Args:
+        config ([`VCQConfig`]): the model configuration.
+
+    Example:
+        >>> import torch
+        >>> from vcq_hf import VCQConfig, VCQForCausalLM
+        >>> model = VCQForCausalLM(VCQConfig.from_preset("tiny"))
+        >>> codes = torch.tensor([[1, 3, 7, 15, 0], [0, 0, 0, 0, 0]])
+        >>> ids = model.build_input_ids([0, 2], codes)  # (2, 1 + 5)
+        >>> model(input_ids=ids, labels=ids).loss.shape
+        torch.Size([])
+    """
+
+    config_class = VCQConfig
+
+    def __init__(self, config: VCQConfig):
+        super().__init__(config)
+        self.generation_config = self.default_generation_config(config)
+
+    @staticmethod
+    def default_generation_config(config: VCQConfig) -> GenerationConfig:
+        """Sampling defaults saved as `generation_config.json`: plain ancestral sampling of all T image tokens
+        (`do_sample=True`, temperature 1, no top-k / top-p truncation, no guidance), no BOS/EOS/PAD."""
+        return GenerationConfig(
+            do_sample=True,
+            temperature=1.0,
+            top_k=None,
+            top_p=None,
+            num_beams=1,
+            max_new_tokens=config.num_image_tokens,
+            min_new_tokens=None,
+            bos_token_id=None,
+            eos_token_id=None,
+            pad_token_id=None,
+            use_cache=True,
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _codebook_limits(self, device: torch.device) -> torch.Tensor:
+        """K_t for t in [0, T) as a (T,) int64 tensor on `device` (cached by the config's schedule)."""
+        return self.config.codebook_schedule.limits(device)
+
+    def build_input_ids(
+        self,
+        class_labels: int | Sequence[int] | torch.Tensor,
+        codes: torch.Tensor | None = None,
+    ) -> torch.LongTensor:
+        """Sequences `[class token, x_0, ..., x_{t-1}]` from class labels and (optionally) image codes.
+
+        Args:
+            class_labels (`int`, `list[int]` or `torch.LongTensor` of shape `(batch_size,)`):
+                class labels in `[0, num_classes)`.
+            codes (`torch.LongTensor` of shape `(batch_size, num_codes)`, *optional*):
+                image codes with `codes[:, t] < K_t` and `num_codes <= num_image_tokens`; the full `(B, T)` codes of
+                a tokenizer give a training sequence, `None` gives the `(B, 1)` prompt for `generate`.
+
+        Returns:
+            `torch.LongTensor` of shape `(batch_size, 1 + num_codes)`, on the device of `codes` (else of the model).
+        """
+        device = codes.device if codes is not None else self.device
+        class_ids = torch.tensor(self.config.class_token_ids(class_labels), dtype=torch.long, device=device)
+        prompt = class_ids[:, None]  # (B, 1)
+        if codes is None:
+            return prompt
+        if codes.dim() != 2 or codes.shape[0] != prompt.shape[0]:
+            raise ValueError(
+                f"codes must have shape (batch_size={prompt.shape[0]}, num_codes), got {tuple(codes.shape)}."
+            )
+        if codes.shape[1] > self.config.num_image_tokens:
+            raise ValueError(
+                f"codes has {codes.shape[1]} positions but the model has num_image_tokens = "
+                f"{self.config.num_image_tokens}."
+            )
+        if codes.dtype.is_floating_point or codes.dtype == torch.bool:
+            raise ValueError(f"codes must be an integer tensor, got dtype {codes.dtype}.")
+        input_ids = torch.cat([prompt, codes.long()], dim=1)
+        self.check_input_ids(input_ids)
+        return input_ids
+
+    def check_input_ids(self, input_ids: torch.Tensor, past_length: int = 0, name: str = "input_ids") -> None:
+        """Check token ids against the sequence layout; `input_ids[:, j]` is at absolute position `past_length + j`.
+
+        Position 0 must be a class token or the null class token; position `1 + t` must be an image code in
+        `[0, K_t)`; at most `1 + num_image_tokens` positions. For `name="labels"`, -100 (ignored) is allowed
+        everywhere and position 0 is not checked (it is never a target).
+
+        Raises:
+            `ValueError`: naming the first offending entry and its allowed range.
+        """
+        config = self.config
+        self._check_sequence_length(past_length + input_ids.shape[-1], name)
+        if input_ids.numel() == 0:
+            return
+        is_labels = name == "labels"
+        image_start = max(0, 1 - past_length)  # first column holding an image token
+        if past_length == 0 and not is_labels:
+            class_column = input_ids[:, 0]
+            bad = (class_column < config.codebook_size) | (class_column > config.null_class_token_id)
+            if bool(bad.any()):
+                row = int(bad.nonzero()[0, 0])
+                raise ValueError(
+                    f"{name}[{row}, 0] = {int(class_column[row])} is not a class token: position 0 must hold a class "
+                    f"token in [{config.codebook_size}, {config.codebook_size + config.num_classes}) or the null "
+                    f"class token {config.null_class_token_id}. Use model.build_input_ids(class_labels, codes)."
+                )
+        image_ids = input_ids[:, image_start:]
+        if image_ids.shape[-1] == 0:
+            return
+        config.codebook_schedule.check_codes(
+            image_ids,
+            first_position=past_length + image_start - 1,
+            name=name,
+            column_offset=image_start,
+            ignore_index=-100 if is_labels else None,
+        )
+
+    def _check_sequence_length(self, length: int, name: str = "input_ids") -> None:
+        if length > 1 + self.config.num_image_tokens:
+            raise ValueError(
+                f"{name} reaches sequence length {length}, but a VCQ sequence has at most 1 + num_image_tokens = "
+                f"{1 + self.config.num_image_tokens} tokens (class token + image tokens)."
+            )
+
+    def _class_dropout(self, input_ids: torch.LongTensor) -> torch.LongTensor:
+        """Replace each class token at position 0 by the null class with probability `class_dropout_prob`."""
+        drop = torch.rand(input_ids.shape[0], device=input_ids.device) < self.config.class_dropout_prob  # (B,)
+        null_ids = torch.full_like(input_ids[:, 0], self.config.null_class_token_id)
+        first = torch.where(drop, null_ids, input_ids[:, 0])
+        return torch.cat([first[:, None], input_ids[:, 1:]], dim=1)
+
+    def image_token_loss(
+        self, logits: torch.Tensor, labels: torch.LongTensor, num_items_in_batch: int | torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Next-token cross-entropy on the image tokens of full sequences starting at position 0.
+
+        `logits[:, j]` predicts `labels[:, j + 1]`, the image token at position t = j; `labels[:, 0]` (the class
+        token) is never a target, and -100 entries are ignored. With `config.mask_logits_in_loss` the softmax at
+        position t runs over `[0, K_t)` only.
+
+        Args:
+            logits (`torch.Tensor` of shape `(batch_size, sequence_length, vocab_size)`).
+            labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`).
+            num_items_in_batch (`int`, *optional*): if given (gradient accumulation), the summed loss is divided by
+                it instead of by the number of targets in this batch.
+
+        Returns:
+            `torch.Tensor`: the scalar loss.
+        """
+        shift_logits = logits[:, :-1].float()  # (B, L-1, V): position t predicts image token x_t
+        shift_labels = labels[:, 1:]  # (B, L-1)
+        if self.config.mask_logits_in_loss:
+            schedule = self.config.codebook_schedule
+            outside = schedule.outside_mask(shift_logits.shape[-1], logits.device)[: shift_logits.shape[1]]  # (L-1, V)
+            shift_logits = shift_logits.masked_fill(outside[None], -float("inf"))
+        reduction = "sum" if num_items_in_batch is not None else "mean"
+        loss = F.cross_entropy(
+            shift_logits.reshape(-1, shift_logits.shape[-1]),
+            shift_labels.reshape(-1).to(logits.device),
+            ignore_index=-100,
+            reduction=reduction,
+        )
+        if num_items_in_batch is not None:
+            loss = loss / num_items_in_batch
+        return loss
+
+    # ------------------------------------------------------------------ forward
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+                `[class token, x_0, ...]` (or, with `cache`, the next tokens). Checked for the full sequence and for
+                a prefill: position 0 a class/null token, image code x_t in `[0, K_t)`, at most 1 + T tokens.
+            labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+                Usually `input_ids` itself; the loss is the next-token cross-entropy on the image tokens only
+                (entries -100 are ignored). Needs full sequences starting at the class token (no `cache`).
+            Other arguments are those of [`~transformers.LlamaForCausalLM.forward`].
+
+        Returns:
+            [`~transformers.modeling_outputs.CausalLMOutputWithPast`]: `loss` (if `labels`), `logits` of shape
+            `(batch_size, sequence_length, vocab_size)` over the whole vocabulary (never masked), `cache`.
+        """
+        past_length = 0 if cache is None else cache.get_seq_length()
+        if input_ids is not None and (past_length == 0 or labels is not None):
+            self.check_input_ids(input_ids, past_length=past_length)
+        elif input_ids is not None:  # decoding step: tokens come from the (masked) sampler; check only the length
+            self._check_sequence_length(past_length + input_ids.shape[-1])
+        if labels is not None:
+            if past_length != 0:
+                raise ValueError(
+                    f"labels need the full sequence from the class token on, but a cache of length {past_length} "
+                    "was given; call the model without `cache` for training."
+                )
+            if input_ids is not None and labels.shape != input_ids.shape:
+                raise ValueError(
+                    f"labels shape {tuple(labels.shape)} must equal input_ids shape {tuple(input_ids.shape)}."
+                )
+            self.check_input_ids(labels, name="labels")
+        if self.training and input_ids is not None and cache is None and self.config.class_dropout_prob > 0:
+            input_ids = self._class_dropout(input_ids)
+
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        outputs = super().forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            labels=None,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            return_dict=True,
+            **kwargs,
+        )
+        if labels is not None:
+            if outputs.logits.shape[1] != labels.shape[1]:
+                raise ValueError(
+                    f"labels cover {labels.shape[1]} positions but logits only {outputs.logits.shape[1]}; "
+                    "use logits_to_keep=0 for training."
+                )
+            outputs.loss = self.image_token_loss(outputs.logits, labels, num_items_in_batch)
+        return outputs
+
+    # ------------------------------------------------------------------ generate
+    def _prepare_vcq_logits_processor(
+        self, logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None, apply_vcq_mask: bool
+    ) -> LogitsProcessorList:
+        if logits_processor is None:
+            processors = []
+        elif isinstance(logits_processor, (list, tuple)):
+            processors = list(logits_processor)
+        else:
+            processors = [logits_processor]  # a single processor without a list (stock generate needs a list)
+        bound = LogitsProcessorList()
+        has_mask = False
+        for processor in processors:
+            if getattr(processor, "is_vcq_mask", False):
+                has_mask = True
+                if not processor.is_bound:
+                    processor = processor.bind(self.config.codebook_schedule, prompt_length=1)
+            bound.append(processor)
+        if apply_vcq_mask and not has_mask:
+            bound.append(VCQMask(codebook_sizes=self.config.codebook_schedule, prompt_length=1))
+        return bound
+
+    @torch.no_grad()
+    def generate(
+        self,
+        inputs: torch.LongTensor | None = None,
+        generation_config: GenerationConfig | None = None,
+        logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None = None,
+        negative_prompt_ids: torch.LongTensor | None = None,
+        negative_prompt_attention_mask: torch.LongTensor | None = None,
+        apply_vcq_mask: bool = True,
+        **kwargs,
+    ):
+        r"""
+        [`~transformers.GenerationMixin.generate`] for VCQ code sequences. Differences from the stock method:
+
+        - `inputs` (or `input_ids`) is required: `[class token, x_0, ..., x_{k-1}]` with k >= 0 given image codes,
+          e.g. `model.build_input_ids(class_labels)`; it is checked like `forward` input.
+        - Unless given, `max_new_tokens` is the number of image tokens left (T - k); more raises a `ValueError`.
+        - A [`VCQMask`] bound to `config.codebook_sizes` is always applied: an unbound `VCQMask()` in
+          `logits_processor` is bound, and one is added if there is none. `logits_processor` may also be a single
+          processor instead of a list. Pass `apply_vcq_mask=False` (and no `VCQMask`) to sample from the raw model,
+          e.g. to measure how much probability it puts on invalid codes.
+        - Classifier-free guidance: with `guidance_scale != 1` and no `negative_prompt_ids`, the unconditional prompt
+          is the input with its class token replaced by the null class token. (Stock transformers would fall back
+          to the *last prompt token*, i.e. the class token itself, and "guide" the model towards itself.) Given
+          `negative_prompt_ids` of batch size `batch_size` are repeated for `num_return_sequences` / `num_beams`.
+          Transformers combines the guidance first and runs user processors after it, so the mask acts on the
+          guided scores (no `-inf - -inf = NaN`). Transformers' guidance runs the unconditional model unbatched,
+          one extra forward per step, and does not reorder its cache for beam search; `VCQPipeline` batches
+          cond/uncond instead.
+
+        Args:
+            inputs (`torch.LongTensor` of shape `(batch_size, 1 + k)`): the prompt.
+            generation_config ([`~transformers.GenerationConfig`], *optional*): defaults to `model.generation_config`.
+            logits_processor (`LogitsProcessor` or a list of them, *optional*): extra processors.
+            negative_prompt_ids (`torch.LongTensor` of shape `(batch_size, 1 + k)`, *optional*): unconditional
+                prompt for guidance (default: null class + the same codes).
+            negative_prompt_attention_mask (`torch.LongTensor`, *optional*): its attention mask.
+            apply_vcq_mask (`bool`, *optional*, defaults to `True`): add a bound `VCQMask` if none is given.
+            kwargs: generation-config overrides and model kwargs, as for the stock `generate`.
+
+        Returns:
+            `torch.LongTensor` of shape `(batch_size * num_return_sequences, 1 + T)` (or a `GenerateOutput` with
+            `return_dict_in_generate=True`).
+
+        Example:
+            >>> import torch
+            >>> from vcq_hf import VCQConfig, VCQForCausalLM
+            >>> model = VCQForCausalLM(VCQConfig.from_preset("tiny")).eval()
+            >>> out = model.generate(model.build_input_ids([0, 1]), guidance_scale=2.0, top_k=4)
+            >>> out.shape
+            torch.Size([2, 6])
+        """
+        input_ids = inputs if inputs is not None else kwargs.pop("input_ids", None)
+        if input_ids is None:
+            raise ValueError(
+                "VCQForCausalLM.generate needs a prompt: pass model.build_input_ids(class_labels) (class tokens, "
+                "optionally followed by image codes) as `inputs`."
+            )
+        if input_ids.dim() != 2:
+            raise ValueError(f"inputs must have shape (batch_size, length), got {tuple(input_ids.shape)}.")
+        num_image_tokens = self.config.num_image_tokens
+        prompt_length = input_ids.shape[1]
+        if prompt_length > 1 + num_image_tokens:
+            raise ValueError(
+                f"The prompt has {prompt_length} tokens, longer than a whole VCQ sequence of 1 + num_image_tokens = "
+                f"{1 + num_image_tokens} tokens."
+            )
+        self.check_input_ids(input_ids)
+        remaining = 1 + num_image_tokens - prompt_length
+        if remaining == 0:
+            raise ValueError(
+                f"The prompt already holds all {num_image_tokens} image tokens; there is nothing left to generate."
+            )
+
+        base_config = generation_config if generation_config is not None else self.generation_config
+
+        def setting(name):
+            return kwargs[name] if name in kwargs else getattr(base_config, name, None)
+
+        # Explicit length arguments are checked; a config's max_new_tokens / max_length is capped at what is left.
+        if kwargs.get("max_new_tokens") is not None:
+            max_new_tokens = kwargs["max_new_tokens"]
+        elif kwargs.get("max_length") is not None:
+            max_new_tokens = kwargs["max_length"] - prompt_length
+        else:
+            max_new_tokens = remaining
+            if base_config.max_new_tokens is not None:
+                max_new_tokens = min(base_config.max_new_tokens, remaining)
+            elif base_config.max_length is not None:
+                max_new_tokens = min(base_config.max_length - prompt_length, remaining)
+        if not 1 <= max_new_tokens <= remaining:
+            raise ValueError(
+                f"max_new_tokens = {max_new_tokens} is out of range: the prompt has {prompt_length} tokens, so "
+                f"between 1 and {remaining} image tokens are left to generate (T = {num_image_tokens})."
+            )
+        kwargs["max_new_tokens"] = max_new_tokens
+        kwargs.pop("max_length", None)
+
+        processors = self._prepare_vcq_logits_processor(logits_processor, apply_vcq_mask)
+
+        guidance_scale = setting("guidance_scale")
+        if guidance_scale is not None and guidance_scale != 1:
+            expand = max(setting("num_beams") or 1, setting("num_return_sequences") or 1)
+            if negative_prompt_ids is None:
+                negative_prompt_ids = input_ids.clone()
+                negative_prompt_ids[:, 0] = self.config.null_class_token_id
+                negative_prompt_attention_mask = None
+            else:
+                self.check_input_ids(negative_prompt_ids, name="negative_prompt_ids")
+            if negative_prompt_ids.shape[0] == input_ids.shape[0] and expand > 1:
+                negative_prompt_ids = negative_prompt_ids.repeat_interleave(expand, dim=0)
+                if negative_prompt_attention_mask is not None:
+                    negative_prompt_attention_mask = negative_prompt_attention_mask.repeat_interleave(expand, dim=0)
+
+        return super().generate(
+            input_ids,
+            generation_config=generation_config,
+            logits_processor=processors,
+            negative_prompt_ids=negative_prompt_ids,
+            negative_prompt_attention_mask=negative_prompt_attention_mask,
+            **kwargs,
+        )
+
+
+AutoModelForCausalLM.register(VCQConfig, VCQForCausalLM, exist_ok=True)
+VCQConfig.register_for_auto_class()
+VCQForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+
+__all__ = ["VCQForCausalLM", "VCQPreTrainedModel"]
