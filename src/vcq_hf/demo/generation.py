@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 from transformers import LogitsProcessor
+from transformers.cache_utils import Cache, CacheLayerMixin
 from transformers.generation.logits_process import LOGITS_PROCESSOR_INPUTS_DOCSTRING
 from transformers.utils import add_start_docstrings
 
@@ -29,15 +30,16 @@ class VCQMask(LogitsProcessor):
     the batch share it (the same holds for beams and `num_return_sequences`, which keep equal lengths), so the
     processor is stateless and one instance can be reused across calls.
 
-    `VCQMask()` without arguments is *unbound*: [`VCQForCausalLM.generate`] binds it to the model's
-    `config.codebook_sizes` and a prompt length of 1. With any other model pass the schedule explicitly:
+    `VCQMask()` without a schedule stands for "the schedule of the model that generates": `VCQForCausalLM`'s
+    `_get_logits_processor` hook (the one transformers calls inside `generate`) always applies the model's own mask,
+    built from `config.codebook_sizes`, in its place. With any other model pass the schedule explicitly:
     `VCQMask(codebook_sizes=config.codebook_sizes, prompt_length=1)`.
 
     Args:
         codebook_sizes (`CodebookSchedule` or `Sequence[int]`, *optional*):
             K_0 .. K_{T-1}: monotone non-decreasing positive integers, one per image position (e.g.
-            `config.codebook_schedule`, used as is; a list is validated). `None` leaves the mask
-            unbound (to be bound by `VCQForCausalLM.generate`).
+            `config.codebook_schedule`, used as is; a list is validated). `None`: the generating
+            `VCQForCausalLM`'s own schedule (only inside its `generate`).
         prompt_length (`int`, *optional*):
             Number of tokens before the first image token, >= 0. Defaults to 1 (the class token).
 
@@ -68,54 +70,31 @@ class VCQMask(LogitsProcessor):
 
     # Rows of a continuous batch have different lengths, hence different image positions.
     supports_continuous_batching = False
-    # Marker checked by `VCQForCausalLM.generate` (duck-typed so a mask from `vcq_hf` also binds on a model loaded
-    # with `trust_remote_code`, whose `VCQMask` class is a different object).
-    is_vcq_mask = True
 
-    def __init__(
-        self, codebook_sizes: CodebookSchedule | Sequence[int] | None = None, prompt_length: int | None = None
-    ):
+    def __init__(self, codebook_sizes: CodebookSchedule | Sequence[int] | None = None, prompt_length: int = 1):
         if codebook_sizes is not None:
             codebook_sizes = CodebookSchedule.cached(codebook_sizes)
-        if prompt_length is not None and (
-            isinstance(prompt_length, bool) or not isinstance(prompt_length, int) or prompt_length < 0
-        ):
+        if isinstance(prompt_length, bool) or not isinstance(prompt_length, int) or prompt_length < 0:
             raise ValueError(
                 f"`prompt_length` (={prompt_length!r}) has to be an integer >= 0: the number of tokens before the "
                 "first image token (1 for a class token)."
             )
         self.codebook_sizes: CodebookSchedule | None = codebook_sizes
-        self.prompt_length: int = 1 if prompt_length is None else prompt_length
-        self._explicit_prompt_length = prompt_length is not None
-
-    @property
-    def is_bound(self) -> bool:
-        """Whether the mask knows its schedule (`codebook_sizes` given)."""
-        return self.codebook_sizes is not None
-
-    def bind(self, codebook_sizes: Sequence[int], prompt_length: int = 1) -> VCQMask:
-        """Return a bound copy of this mask; an unbound mask takes `codebook_sizes`, and `prompt_length` unless one
-        was given explicitly. A bound mask is returned unchanged (its own schedule wins)."""
-        if self.is_bound:
-            return self
-        return VCQMask(
-            codebook_sizes=codebook_sizes,
-            prompt_length=self.prompt_length if self._explicit_prompt_length else prompt_length,
-        )
+        self.prompt_length: int = prompt_length
 
     def __repr__(self) -> str:
-        if not self.is_bound:
-            return "VCQMask(unbound)"
+        if self.codebook_sizes is None:
+            return "VCQMask(the generating model's schedule)"
         sizes = self.codebook_sizes
         shown = ", ".join(str(size) for size in sizes[:4]) + (", ..." if len(sizes) > 4 else "")
         return f"VCQMask(codebook_sizes=[{shown}] (T={len(sizes)}), prompt_length={self.prompt_length})"
 
     @add_start_docstrings(LOGITS_PROCESSOR_INPUTS_DOCSTRING)
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if not self.is_bound:
+        if self.codebook_sizes is None:
             raise ValueError(
-                "VCQMask() was called without a codebook schedule. Only VCQForCausalLM.generate binds an unbound "
-                "VCQMask to its config; with any other model pass it explicitly: "
+                "VCQMask() was called without a codebook schedule. Only VCQForCausalLM.generate supplies its own "
+                "schedule; with any other model pass it explicitly: "
                 "VCQMask(codebook_sizes=config.codebook_sizes, prompt_length=<number of tokens before the first "
                 "image token, 1 for a class token>)."
             )
@@ -134,9 +113,8 @@ class VCQMask(LogitsProcessor):
             raise ValueError(
                 f"VCQMask: K_{position} = {limit} exceeds the vocabulary size {scores.shape[-1]} of the scores."
             )
-        scores_processed = scores.clone()
-        scores_processed[:, limit:] = -float("inf")
-        return scores_processed
+        outside = self.codebook_sizes.outside_mask(scores.shape[-1], scores.device)[position]  # (V,), cached
+        return scores.masked_fill(outside, -float("inf"))  # a new tensor; `scores` is left unchanged
 
 
 def classifier_free_guidance(
@@ -164,4 +142,66 @@ def classifier_free_guidance(
     return uncond_logits + guidance_scale * (cond_logits - uncond_logits)
 
 
-__all__ = ["VCQMask", "classifier_free_guidance"]
+class PrefixStaticLayer(CacheLayerMixin):
+    """One layer of [`VCQStaticCache`]: key/value buffers of `max_cache_len` positions, allocated once at the first
+    update (batch, heads, dtype and device from the first states) and filled in place; `update` returns views of the
+    filled prefix, so attention reads only the positions written so far and nothing is concatenated or reallocated.
+    """
+
+    is_compileable = False
+    is_sliding = False
+
+    def __init__(self, max_cache_len: int, **kwargs):
+        super().__init__()
+        self.max_cache_len = max_cache_len
+        self.length = 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        batch_size, num_heads = key_states.shape[:2]
+        self.device = key_states.device
+        self.keys = key_states.new_zeros(batch_size, num_heads, self.max_cache_len, key_states.shape[-1])
+        self.values = value_states.new_zeros(batch_size, num_heads, self.max_cache_len, value_states.shape[-1])
+        self.is_initialized = True
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if end > self.max_cache_len:
+            raise ValueError(f"VCQStaticCache holds {self.max_cache_len} positions; position {end - 1} was written.")
+        self.keys[:, :, self.length : end].copy_(key_states)  # (B, nh, n, hd) into the preallocated buffer
+        self.values[:, :, self.length : end].copy_(value_states)
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]  # views, no copy
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.length + query_length, 0
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def get_max_length(self) -> int:
+        return self.max_cache_len
+
+    def reset(self) -> None:
+        self.length = 0
+
+
+class VCQStaticCache(Cache):
+    """A KV cache preallocated for `max_cache_len` positions (the whole `[class token, x_0, ..., x_{T-1}]` sequence):
+    one [`PrefixStaticLayer`] per decoder layer. Unlike transformers' `DynamicCache` it never concatenates (a decode
+    step's cost does not grow by re-copying the past, and the memory is allocated once); unlike its `StaticCache` the
+    attention of step t reads only the t + 1 filled positions, not all `max_cache_len` under a mask.
+
+    Args:
+        num_hidden_layers (`int`): the number of decoder layers.
+        max_cache_len (`int`): positions to hold, e.g. `1 + num_image_tokens`.
+    """
+
+    def __init__(self, num_hidden_layers: int, max_cache_len: int):
+        super().__init__(layers=[PrefixStaticLayer(max_cache_len) for _ in range(num_hidden_layers)])
+
+
+__all__ = ["PrefixStaticLayer", "VCQMask", "VCQStaticCache", "classifier_free_guidance"]

@@ -5,13 +5,14 @@ Only the image-specific parts are added to Llama (no Llama code is copied):
 - input checks (class token first, image code x_t in `[0, K_t)`, at most 1 + T tokens),
 - class dropout to the null class in training mode (for classifier-free guidance),
 - the next-token loss on image tokens, optionally with the softmax restricted to `[0, K_t)` (`mask_logits_in_loss`),
-- `generate`, which always applies a `VCQMask` bound to the model's schedule and supplies the null class as the
-  unconditional prompt of transformers' classifier-free guidance.
+- the transformers hook `_get_logits_processor`, through which the stock `generate` always applies a `VCQMask` of
+  the model's schedule and uses the null class as the unconditional prompt of classifier-free guidance.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,7 @@ from transformers import (
 )
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
 
@@ -49,10 +51,11 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
     is the next-token cross-entropy on the T image tokens only. In training mode each class token is replaced by the
     null class token with probability `config.class_dropout_prob`.
 
-    Sampling is `model.generate(model.build_input_ids(class_labels))`: it generates the remaining image tokens with
-    the sampling defaults of `model.generation_config` and a [`VCQMask`] bound to `config.codebook_sizes`, so every
-    output is a valid code sequence. Pass `guidance_scale=s` for classifier-free guidance; the null class is used as
-    the unconditional prompt unless you pass `negative_prompt_ids`.
+    Sampling is the stock `model.generate(model.build_input_ids(class_labels))`: it generates the remaining image
+    tokens up to `max_length = 1 + T` with the sampling defaults of `model.generation_config` and a [`VCQMask`] of
+    `config.codebook_sizes` (added by the `_get_logits_processor` hook), so every output is a valid code sequence.
+    Pass `guidance_scale=s` for classifier-free guidance; the null class is used as the unconditional prompt unless
+    you pass `negative_prompt_ids`. `cache_implementation="static"` works too.
 
     Args:
         config ([`VCQConfig`]): the model configuration.
@@ -75,15 +78,17 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
 
     @staticmethod
     def default_generation_config(config: VCQConfig) -> GenerationConfig:
-        """Sampling defaults saved as `generation_config.json`: plain ancestral sampling of all T image tokens
-        (`do_sample=True`, temperature 1, no top-k / top-p truncation, no guidance), no BOS/EOS/PAD."""
+        """Sampling defaults saved as `generation_config.json`: plain ancestral sampling up to the full sequence of
+        1 + T tokens (`do_sample=True`, temperature 1, no top-k / top-p truncation, no guidance), no BOS/EOS/PAD.
+        A trained checkpoint may add the `guidance_scale` (and `guidance_schedule`) it was evaluated with;
+        `VCQPipeline` reads its defaults from here."""
         return GenerationConfig(
             do_sample=True,
             temperature=1.0,
             top_k=None,
             top_p=None,
             num_beams=1,
-            max_new_tokens=config.num_image_tokens,
+            max_length=1 + config.num_image_tokens,
             min_new_tokens=None,
             bos_token_id=None,
             eos_token_id=None,
@@ -232,6 +237,7 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        vocab_limit: int | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         r"""
@@ -242,13 +248,72 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
             labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
                 Usually `input_ids` itself; the loss is the next-token cross-entropy on the image tokens only
                 (entries -100 are ignored). Needs full sequences starting at the class token (no `cache`).
+                The loss always uses the full-vocabulary logits.
+            vocab_limit (`int`, *optional*):
+                The schedule-aware head for sampling: compute logits only for the ids `[0, vocab_limit)`, a slice of
+                the head's weight rows (at image position t pass K_t: the other ids are masked anyway). Not with
+                `labels`.
             Other arguments are those of [`~transformers.LlamaForCausalLM.forward`].
 
         Returns:
             [`~transformers.modeling_outputs.CausalLMOutputWithPast`]: `loss` (if `labels`), `logits` of shape
-            `(batch_size, sequence_length, vocab_size)` over the whole vocabulary (never masked), `cache`.
+            `(batch_size, sequence_length, vocab_size)` over the whole vocabulary (never masked; `vocab_limit`
+            columns with `vocab_limit`), `cache`.
         """
-        past_length = 0 if cache is None else cache.get_seq_length()
+        if not torch.compiler.is_compiling():  # data-dependent checks would break a compiled graph
+            self._check_forward_inputs(input_ids, cache, labels, vocab_limit)
+        if self.training and input_ids is not None and cache is None and self.config.class_dropout_prob > 0:
+            input_ids = self._class_dropout(input_ids)
+
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
+        if vocab_limit is None:
+            logits = self.lm_head(hidden_states)  # (B, L, V)
+        else:
+            logits = F.linear(hidden_states, self.lm_head.weight[:vocab_limit])  # (B, L, vocab_limit)
+        loss = None
+        if labels is not None:
+            if logits.shape[1] != labels.shape[1]:
+                raise ValueError(
+                    f"labels cover {labels.shape[1]} positions but logits only {logits.shape[1]}; "
+                    "use logits_to_keep=0 for training."
+                )
+            loss = self.image_token_loss(logits, labels, num_items_in_batch)
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+    def _check_forward_inputs(
+        self,
+        input_ids: torch.LongTensor | None,
+        cache: Cache | None,
+        labels: torch.LongTensor | None,
+        vocab_limit: int | None,
+    ) -> None:
+        if vocab_limit is not None:
+            if isinstance(vocab_limit, bool) or not isinstance(vocab_limit, int):
+                raise ValueError(f"vocab_limit = {vocab_limit!r} must be an int in [1, {self.config.vocab_size}].")
+            if not 1 <= vocab_limit <= self.config.vocab_size:
+                raise ValueError(
+                    f"vocab_limit = {vocab_limit} is out of range: it must be in [1, vocab_size = "
+                    f"{self.config.vocab_size}]."
+                )
+            if labels is not None:
+                raise ValueError("vocab_limit is for sampling; the training loss needs the full-vocabulary logits.")
+        past_length = 0 if cache is None else int(cache.get_seq_length())
         if input_ids is not None and (past_length == 0 or labels is not None):
             self.check_input_ids(input_ids, past_length=past_length)
         elif input_ids is not None:  # decoding step: tokens come from the (masked) sampler; check only the length
@@ -264,174 +329,56 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
                     f"labels shape {tuple(labels.shape)} must equal input_ids shape {tuple(input_ids.shape)}."
                 )
             self.check_input_ids(labels, name="labels")
-        if self.training and input_ids is not None and cache is None and self.config.class_dropout_prob > 0:
-            input_ids = self._class_dropout(input_ids)
-
-        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
-        outputs = super().forward(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            inputs_embeds=inputs_embeds,
-            labels=None,
-            use_cache=use_cache,
-            logits_to_keep=logits_to_keep,
-            return_dict=True,
-            **kwargs,
-        )
-        if labels is not None:
-            if outputs.logits.shape[1] != labels.shape[1]:
-                raise ValueError(
-                    f"labels cover {labels.shape[1]} positions but logits only {outputs.logits.shape[1]}; "
-                    "use logits_to_keep=0 for training."
-                )
-            outputs.loss = self.image_token_loss(outputs.logits, labels, num_items_in_batch)
-        return outputs
 
     # ------------------------------------------------------------------ generate
-    def _prepare_vcq_logits_processor(
-        self, logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None, apply_vcq_mask: bool
-    ) -> LogitsProcessorList:
-        if logits_processor is None:
-            processors = []
-        elif isinstance(logits_processor, (list, tuple)):
-            processors = list(logits_processor)
-        else:
-            processors = [logits_processor]  # a single processor without a list (stock generate needs a list)
-        bound = LogitsProcessorList()
-        has_mask = False
-        for processor in processors:
-            if getattr(processor, "is_vcq_mask", False):
-                has_mask = True
-                if not processor.is_bound:
-                    processor = processor.bind(self.config.codebook_schedule, prompt_length=1)
-            bound.append(processor)
-        if apply_vcq_mask and not has_mask:
-            bound.append(VCQMask(codebook_sizes=self.config.codebook_schedule, prompt_length=1))
-        return bound
-
-    @torch.no_grad()
-    def generate(
+    def _get_logits_processor(
         self,
-        inputs: torch.LongTensor | None = None,
-        generation_config: GenerationConfig | None = None,
-        logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None = None,
-        negative_prompt_ids: torch.LongTensor | None = None,
-        negative_prompt_attention_mask: torch.LongTensor | None = None,
-        apply_vcq_mask: bool = True,
-        **kwargs,
-    ):
-        r"""
-        [`~transformers.GenerationMixin.generate`] for VCQ code sequences. Differences from the stock method:
+        generation_config: GenerationConfig,
+        input_ids_seq_length: int | None = None,
+        encoder_input_ids: torch.LongTensor | None = None,
+        prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None = None,
+        logits_processor: LogitsProcessorList | None = None,
+        device: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        negative_prompt_ids: torch.Tensor | None = None,
+        negative_prompt_attention_mask: torch.Tensor | None = None,
+    ) -> LogitsProcessorList:
+        """The transformers hook for model-specific processors (as Dia's): `generate` always applies this model's
+        [`VCQMask`], so every output is a valid code sequence, and guidance uses the null class as its
+        unconditional prompt (stock transformers would take the last prompt token, the class token itself).
 
-        - `inputs` (or `input_ids`) is required: `[class token, x_0, ..., x_{k-1}]` with k >= 0 given image codes,
-          e.g. `model.build_input_ids(class_labels)`; it is checked like `forward` input.
-        - Unless given, `max_new_tokens` is the number of image tokens left (T - k); more raises a `ValueError`.
-        - A [`VCQMask`] bound to `config.codebook_sizes` is always applied: an unbound `VCQMask()` in
-          `logits_processor` is bound, and one is added if there is none. `logits_processor` may also be a single
-          processor instead of a list. Pass `apply_vcq_mask=False` (and no `VCQMask`) to sample from the raw model,
-          e.g. to measure how much probability it puts on invalid codes.
-        - Classifier-free guidance: with `guidance_scale != 1` and no `negative_prompt_ids`, the unconditional prompt
-          is the input with its class token replaced by the null class token. (Stock transformers would fall back
-          to the *last prompt token*, i.e. the class token itself, and "guide" the model towards itself.) Given
-          `negative_prompt_ids` of batch size `batch_size` are repeated for `num_return_sequences` / `num_beams`.
-          Transformers combines the guidance first and runs user processors after it, so the mask acts on the
-          guided scores (no `-inf - -inf = NaN`). Transformers' guidance runs the unconditional model unbatched,
-          one extra forward per step, and does not reorder its cache for beam search; `VCQPipeline` batches
-          cond/uncond instead.
-
-        Args:
-            inputs (`torch.LongTensor` of shape `(batch_size, 1 + k)`): the prompt.
-            generation_config ([`~transformers.GenerationConfig`], *optional*): defaults to `model.generation_config`.
-            logits_processor (`LogitsProcessor` or a list of them, *optional*): extra processors.
-            negative_prompt_ids (`torch.LongTensor` of shape `(batch_size, 1 + k)`, *optional*): unconditional
-                prompt for guidance (default: null class + the same codes).
-            negative_prompt_attention_mask (`torch.LongTensor`, *optional*): its attention mask.
-            apply_vcq_mask (`bool`, *optional*, defaults to `True`): add a bound `VCQMask` if none is given.
-            kwargs: generation-config overrides and model kwargs, as for the stock `generate`.
-
-        Returns:
-            `torch.LongTensor` of shape `(batch_size * num_return_sequences, 1 + T)` (or a `GenerateOutput` with
-            `return_dict_in_generate=True`).
-
-        Example:
-            >>> import torch
-            >>> from vcq_hf import VCQConfig, VCQForCausalLM
-            >>> model = VCQForCausalLM(VCQConfig.from_preset("tiny")).eval()
-            >>> out = model.generate(model.build_input_ids([0, 1]), guidance_scale=2.0, top_k=4)
-            >>> out.shape
-            torch.Size([2, 6])
+        `logits_processor` may be a single processor; a `VCQMask()` without a schedule in it stands for this mask,
+        one with its own schedule is kept as given. The mask runs after guidance (`-inf - -inf` would be NaN) and before the sampling warpers.
         """
-        input_ids = inputs if inputs is not None else kwargs.pop("input_ids", None)
-        if input_ids is None:
-            raise ValueError(
-                "VCQForCausalLM.generate needs a prompt: pass model.build_input_ids(class_labels) (class tokens, "
-                "optionally followed by image codes) as `inputs`."
-            )
-        if input_ids.dim() != 2:
-            raise ValueError(f"inputs must have shape (batch_size, length), got {tuple(input_ids.shape)}.")
-        num_image_tokens = self.config.num_image_tokens
-        prompt_length = input_ids.shape[1]
-        if prompt_length > 1 + num_image_tokens:
-            raise ValueError(
-                f"The prompt has {prompt_length} tokens, longer than a whole VCQ sequence of 1 + num_image_tokens = "
-                f"{1 + num_image_tokens} tokens."
-            )
-        self.check_input_ids(input_ids)
-        remaining = 1 + num_image_tokens - prompt_length
-        if remaining == 0:
-            raise ValueError(
-                f"The prompt already holds all {num_image_tokens} image tokens; there is nothing left to generate."
-            )
-
-        base_config = generation_config if generation_config is not None else self.generation_config
-
-        def setting(name):
-            return kwargs[name] if name in kwargs else getattr(base_config, name, None)
-
-        # Explicit length arguments are checked; a config's max_new_tokens / max_length is capped at what is left.
-        if kwargs.get("max_new_tokens") is not None:
-            max_new_tokens = kwargs["max_new_tokens"]
-        elif kwargs.get("max_length") is not None:
-            max_new_tokens = kwargs["max_length"] - prompt_length
-        else:
-            max_new_tokens = remaining
-            if base_config.max_new_tokens is not None:
-                max_new_tokens = min(base_config.max_new_tokens, remaining)
-            elif base_config.max_length is not None:
-                max_new_tokens = min(base_config.max_length - prompt_length, remaining)
-        if not 1 <= max_new_tokens <= remaining:
-            raise ValueError(
-                f"max_new_tokens = {max_new_tokens} is out of range: the prompt has {prompt_length} tokens, so "
-                f"between 1 and {remaining} image tokens are left to generate (T = {num_image_tokens})."
-            )
-        kwargs["max_new_tokens"] = max_new_tokens
-        kwargs.pop("max_length", None)
-
-        processors = self._prepare_vcq_logits_processor(logits_processor, apply_vcq_mask)
-
-        guidance_scale = setting("guidance_scale")
-        if guidance_scale is not None and guidance_scale != 1:
-            expand = max(setting("num_beams") or 1, setting("num_return_sequences") or 1)
-            if negative_prompt_ids is None:
-                negative_prompt_ids = input_ids.clone()
-                negative_prompt_ids[:, 0] = self.config.null_class_token_id
-                negative_prompt_attention_mask = None
-            else:
-                self.check_input_ids(negative_prompt_ids, name="negative_prompt_ids")
-            if negative_prompt_ids.shape[0] == input_ids.shape[0] and expand > 1:
+        if isinstance(logits_processor, LogitsProcessor):  # a bare processor, as in `logits_processor=VCQMask()`
+            logits_processor = [logits_processor]
+        processors = LogitsProcessorList(
+            processor
+            for processor in (logits_processor or [])
+            if not (isinstance(processor, VCQMask) and processor.codebook_sizes is None)
+        )
+        if not any(isinstance(processor, VCQMask) for processor in processors):
+            processors.append(VCQMask(codebook_sizes=self.config.codebook_schedule, prompt_length=1))
+        guided = generation_config.guidance_scale is not None and generation_config.guidance_scale != 1
+        if guided and negative_prompt_ids is None and encoder_input_ids is not None:
+            negative_prompt_ids = encoder_input_ids.clone()
+            negative_prompt_ids[:, 0] = self.config.null_class_token_id
+        if guided and negative_prompt_ids is not None and encoder_input_ids is not None:
+            expand = max(generation_config.num_beams or 1, generation_config.num_return_sequences or 1)
+            if expand > 1 and negative_prompt_ids.shape[0] == encoder_input_ids.shape[0]:
                 negative_prompt_ids = negative_prompt_ids.repeat_interleave(expand, dim=0)
                 if negative_prompt_attention_mask is not None:
                     negative_prompt_attention_mask = negative_prompt_attention_mask.repeat_interleave(expand, dim=0)
-
-        return super().generate(
-            input_ids,
+        return super()._get_logits_processor(
             generation_config=generation_config,
+            input_ids_seq_length=input_ids_seq_length,
+            encoder_input_ids=encoder_input_ids,
+            prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
             logits_processor=processors,
+            device=device,
+            model_kwargs=model_kwargs,
             negative_prompt_ids=negative_prompt_ids,
             negative_prompt_attention_mask=negative_prompt_attention_mask,
-            **kwargs,
         )
 
 

@@ -14,6 +14,7 @@ diffusers `DiTPipeline` (the `__call__` shape, `id2label` / `get_label_ids`).
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,6 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils import replace_example_docstring
 from transformers import (
-    DynamicCache,
     LogitsProcessorList,
     PreTrainedModel,
     TemperatureLogitsWarper,
@@ -37,11 +37,18 @@ from transformers import (
 # turn, so every module of the model code is named here.
 from .configuration_vcq import VCQConfig  # noqa: F401
 from .configuration_vcq_vq import VCQVQConfig  # noqa: F401
-from .generation import VCQMask, classifier_free_guidance
+from .generation import VCQStaticCache, classifier_free_guidance
 from .modeling_vcq import VCQForCausalLM  # noqa: F401
 from .modeling_vcq_vq import VCQVQModel  # noqa: F401
 from .presets import PresetMixin  # noqa: F401
 from .quantizer import VariableCodebookQuantizer  # noqa: F401
+from .sampling import (
+    DEFAULT_GUIDANCE_SCALE,
+    GUIDANCE_SCHEDULES,
+    SAMPLING_DEFAULTS,
+    check_sampling_settings,
+    guidance_scales,
+)
 from .schedules import CodebookSchedule  # noqa: F401
 from .validation import check_number  # noqa: F401
 
@@ -54,7 +61,6 @@ except ImportError:
         """Without vcq_hf, a pipeline loaded as remote code downloads, saves and pushes as any DiffusionPipeline."""
 
 
-GUIDANCE_SCHEDULES: tuple[str, ...] = ("constant", "linear")
 OUTPUT_TYPES: tuple[str, ...] = ("pil", "np", "pt", "latent")
 
 EXAMPLE_DOC_STRING = """
@@ -91,28 +97,6 @@ class VCQPipelineOutput(ImagePipelineOutput):
     """
 
     codes: torch.LongTensor | None = None
-
-
-def guidance_scales(guidance_scale: float, num_positions: int, schedule: str = "constant") -> list[float]:
-    """Guidance scale used at each image position.
-
-    `"constant"` uses `guidance_scale` everywhere. `"linear"` ramps it over the positions, as the linear CFG
-    schedules used with LlamaGen-style AR samplers: position t (0-based) of T gets `1 + (s - 1) * (t + 1) / T`, so
-    the last position uses the full scale `s` and the first one almost none.
-
-    Args:
-        guidance_scale (`float`): the scale `s`, >= 0 (1 = no guidance).
-        num_positions (`int`): number of image positions T, >= 1.
-        schedule (`str`, *optional*, defaults to `"constant"`): one of `GUIDANCE_SCHEDULES`.
-
-    Returns:
-        `list[float]`: T scales.
-    """
-    if schedule not in GUIDANCE_SCHEDULES:
-        raise ValueError(f"guidance_schedule = {schedule!r} is not supported; expected one of {GUIDANCE_SCHEDULES}.")
-    if schedule == "constant":
-        return [float(guidance_scale)] * num_positions
-    return [1.0 + (guidance_scale - 1.0) * (t + 1) / num_positions for t in range(num_positions)]
 
 
 class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
@@ -200,6 +184,14 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
         return {int(key): name for key, name in stored.items()}
 
     @property
+    def components(self) -> dict[str, Any]:
+        """The arguments that rebuild this pipeline: `VCQPipeline(**pipe.components)` keeps the class names too
+        (diffusers' `components` lists only the modules)."""
+        components = super().components
+        components["id2label"] = self.id2label or None
+        return components
+
+    @property
     def num_classes(self) -> int:
         """Number of classes of the prior (class labels are in `[0, num_classes)`)."""
         return self.transformer.config.num_classes
@@ -208,6 +200,80 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
     def num_image_tokens(self) -> int:
         """Number T of image tokens per image."""
         return self.transformer.config.num_image_tokens
+
+    # Read by diffusers-style callbacks during a call (`pipe.num_timesteps`, `pipe.guidance_scale`, `pipe.interrupt`).
+    @property
+    def num_timesteps(self) -> int:
+        """Number of sampling steps of the current (or last) call: one per image position, T."""
+        return getattr(self, "_num_timesteps", self.num_image_tokens)
+
+    @property
+    def guidance_scale(self) -> float:
+        """Guidance scale of the current (or last) call; before any call, the default of this checkpoint."""
+        return getattr(self, "_guidance_scale", self.sampling_defaults["guidance_scale"])
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        """Whether the current (or last) call runs the null-class rows (some position's scale differs from 1)."""
+        return getattr(self, "_do_classifier_free_guidance", self.guidance_scale != 1)
+
+    @property
+    def interrupt(self) -> bool:
+        """Set `pipe._interrupt = True` (e.g. in `callback_on_step_end`) to stop sampling after the current step."""
+        return getattr(self, "_interrupt", False)
+
+    @property
+    def sampling_defaults(self) -> dict[str, Any]:
+        """The sampling settings a call uses when it does not give them: the prior's `generation_config` (what this
+        checkpoint was evaluated with), else [`~vcq_hf.sampling.SAMPLING_DEFAULTS`] (guidance
+        `DEFAULT_GUIDANCE_SCALE` = 2.0, constant schedule, temperature 1, no top-k / top-p, sampling on)."""
+        generation_config = self.transformer.generation_config
+        defaults = {}
+        for name, fallback in SAMPLING_DEFAULTS.items():
+            value = getattr(generation_config, name, None)
+            defaults[name] = fallback if value is None else value
+        return defaults
+
+    def resolve_sampling_settings(
+        self,
+        guidance_scale: float | None = None,
+        guidance_schedule: str | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        do_sample: bool | None = None,
+    ) -> dict[str, Any]:
+        r"""
+        The settings a call samples with: each given value, else [`~VCQPipeline.sampling_defaults`]; all checked.
+        Scripts record this dict next to their results.
+
+        Args:
+            guidance_scale (`float`, *optional*): finite, >= 0 (1 = no guidance).
+            guidance_schedule (`str`, *optional*): one of `GUIDANCE_SCHEDULES`.
+            temperature (`float`, *optional*): finite, > 0.
+            top_k (`int`, *optional*): >= 1.
+            top_p (`float`, *optional*): in (0, 1], 1 = off.
+            do_sample (`bool`, *optional*): `False` = greedy.
+
+        Returns:
+            `dict[str, Any]`: the six settings.
+
+        Raises:
+            `ValueError`: naming a bad value (NaN and infinities included) and its allowed range.
+        """
+        given = {
+            "guidance_scale": guidance_scale,
+            "guidance_schedule": guidance_schedule,
+            "temperature": temperature,
+            "top_k": top_k,
+            "top_p": top_p,
+            "do_sample": do_sample,
+        }
+        check_sampling_settings(**given)
+        defaults = self.sampling_defaults
+        settings = {name: defaults[name] if value is None else value for name, value in given.items()}
+        check_sampling_settings(**settings)  # a checkpoint's generation_config is checked too
+        return settings
 
     def get_label_ids(self, label: str | Sequence[str]) -> list[int]:
         r"""
@@ -252,8 +318,9 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
 
     def resolve_class_labels(self, class_labels: int | str | Sequence[int | str] | torch.Tensor) -> list[int]:
         r"""
-        Class ids of `class_labels` as `__call__` reads them: ids, names (via [`~VCQPipeline.get_label_ids`]) or a
-        mix; a string is one name.
+        Class ids of `class_labels`, the one place labels are parsed and range-checked (`__call__`, `vcq generate`
+        and the example scripts all ask it): ids, names (via [`~VCQPipeline.get_label_ids`]) or a mix; a string is
+        one name, or an id when it is all digits and not a name (as typed on a command line).
 
         Args:
             class_labels (`int`, `str`, `list[int | str]` or `torch.Tensor`): the classes.
@@ -274,17 +341,17 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
         resolved = []
         for index, label in enumerate(class_labels):
             if isinstance(label, str):
-                resolved.extend(self.get_label_ids(label))
-            elif isinstance(label, bool) or not isinstance(label, int):
-                if hasattr(label, "item") and not isinstance(label, bool):
-                    label = label.item()
-                if isinstance(label, bool) or not isinstance(label, int):
-                    raise ValueError(
-                        f"class_labels[{index}] = {label!r} is neither a class id (int) nor a name (str)."
-                    )
-                resolved.append(label)
-            else:
-                resolved.append(label)
+                text = label.strip()
+                if text not in self.labels and re.fullmatch(r"[+-]?\d+", text):
+                    resolved.append(int(text))
+                else:
+                    resolved.extend(self.get_label_ids(label))
+                continue
+            if hasattr(label, "item") and not isinstance(label, (bool, int)):
+                label = label.item()
+            if isinstance(label, bool) or not isinstance(label, int):
+                raise ValueError(f"class_labels[{index}] = {label!r} is neither a class id (int) nor a name (str).")
+            resolved.append(label)
         for index, label in enumerate(resolved):
             if not 0 <= label < self.num_classes:
                 raise ValueError(
@@ -295,39 +362,28 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
 
     def check_inputs(
         self,
-        guidance_scale: float,
-        temperature: float,
-        top_k: int | None,
-        top_p: float | None,
-        guidance_schedule: str,
         num_images_per_class: int,
+        num_images_per_prompt: int | None,
         output_type: str,
         callback_on_step_end_tensor_inputs: list[str] | None,
-    ) -> None:
-        """Validate the sampling arguments of `__call__`; every error names the bad value and the allowed range."""
-        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or guidance_scale < 0:
-            raise ValueError(f"guidance_scale = {guidance_scale!r} is out of range: it must be a number >= 0.")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
-            raise ValueError(
-                f"temperature = {temperature!r} is out of range: it must be a number > 0 (use do_sample=False for "
-                "greedy decoding)."
-            )
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k = {top_k!r} is out of range: it must be None or an integer >= 1.")
-        if top_p is not None and (isinstance(top_p, bool) or not 0.0 < top_p <= 1.0):
-            raise ValueError(f"top_p = {top_p!r} is out of range: it must be None or a number in (0, 1].")
-        if guidance_schedule not in GUIDANCE_SCHEDULES:
-            raise ValueError(
-                f"guidance_schedule = {guidance_schedule!r} is not supported; expected one of {GUIDANCE_SCHEDULES}."
-            )
-        if (
-            isinstance(num_images_per_class, bool)
-            or not isinstance(num_images_per_class, int)
-            or num_images_per_class < 1
+        compile: bool,
+    ) -> int:
+        """Validate the non-sampling arguments of `__call__` (the sampling ones go through
+        [`~VCQPipeline.resolve_sampling_settings`]); every error names the bad value and the allowed range. Returns
+        the number of images per class (`num_images_per_prompt` is diffusers' name for it)."""
+        for name, value in (
+            ("num_images_per_class", num_images_per_class),
+            ("num_images_per_prompt", num_images_per_prompt),
         ):
-            raise ValueError(
-                f"num_images_per_class = {num_images_per_class!r} is out of range: it must be an int >= 1."
-            )
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} = {value!r} is out of range: it must be an int >= 1.")
+        if num_images_per_prompt is not None:
+            if num_images_per_class not in (1, num_images_per_prompt):
+                raise ValueError(
+                    f"num_images_per_class = {num_images_per_class} and num_images_per_prompt = "
+                    f"{num_images_per_prompt} disagree; they are the same setting, give one of them."
+                )
+            num_images_per_class = num_images_per_prompt
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type = {output_type!r} is not supported; expected one of {OUTPUT_TYPES}.")
         if callback_on_step_end_tensor_inputs is not None:
@@ -337,18 +393,21 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
                     f"callback_on_step_end_tensor_inputs {unknown} are not available; choose from "
                     f"{self._callback_tensor_inputs}."
                 )
+        if not isinstance(compile, bool):
+            raise ValueError(f"compile = {compile!r} must be True or False.")
+        return num_images_per_class
 
+    @staticmethod
     def _logits_processors(
-        self, do_sample: bool, temperature: float, top_k: int | None, top_p: float | None
+        do_sample: bool, temperature: float, top_k: int | None, top_p: float | None
     ) -> LogitsProcessorList:
-        # VCQMask first: the warpers then only ever see the codes allowed at this position.
-        processors = LogitsProcessorList(
-            [VCQMask(codebook_sizes=self.transformer.config.codebook_sizes, prompt_length=1)]
-        )
+        # No VCQMask: the schedule-aware head computes only the logits of the codes [0, K_t) allowed at position t,
+        # so the warpers see exactly the allowed codes, as after VCQMask on the full vocabulary.
+        processors = LogitsProcessorList()
         if do_sample:
             if temperature != 1.0:
                 processors.append(TemperatureLogitsWarper(float(temperature)))
-            if top_k is not None:
+            if top_k:
                 processors.append(TopKLogitsWarper(top_k=top_k, min_tokens_to_keep=1))
             if top_p is not None and top_p < 1.0:
                 processors.append(TopPLogitsWarper(top_p=float(top_p), min_tokens_to_keep=1))
@@ -399,14 +458,15 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
     def __call__(
         self,
         class_labels: int | str | Sequence[int | str] | torch.Tensor,
-        guidance_scale: float = 4.0,
+        guidance_scale: float | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         top_k: int | None = None,
         top_p: float | None = None,
-        do_sample: bool = True,
-        guidance_schedule: str = "constant",
+        do_sample: bool | None = None,
+        guidance_schedule: str | None = None,
         num_images_per_class: int = 1,
+        num_images_per_prompt: int | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end: Callable[[DiffusionPipeline, int, int, dict], dict]
@@ -414,33 +474,45 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
         | MultiPipelineCallbacks
         | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
+        compile: bool = False,
     ) -> VCQPipelineOutput | tuple:
         r"""
         Generate images of the given classes.
+
+        Every sampling setting left at `None` comes from [`~VCQPipeline.sampling_defaults`]: the prior's
+        `generation_config` (what the checkpoint was evaluated with), else the documented default named below.
 
         Args:
             class_labels (`int`, `str`, `list[int | str]` or `torch.Tensor`):
                 The classes to generate: class ids in `[0, num_classes)` and/or class names from `id2label` (a string
                 is one name, never a list of characters).
-            guidance_scale (`float`, *optional*, defaults to 4.0):
+            guidance_scale (`float`, *optional*, defaults to `None`):
                 Classifier-free guidance scale `s` in logit space, `uncond + s * (cond - uncond)`, with the null
-                class as the unconditional input. 1 disables guidance (only the conditional rows run).
+                class as the unconditional input; finite, >= 0. 1 disables guidance (only the conditional rows run).
+                `None`: the checkpoint's, else `DEFAULT_GUIDANCE_SCALE` = 2.0.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*, defaults to `None`):
                 Source of randomness for sampling. With one generator per image, image i depends only on its own
                 generator, whatever else is in the batch.
-            temperature (`float`, *optional*, defaults to 1.0):
-                Softmax temperature, > 0.
+            temperature (`float`, *optional*, defaults to `None`):
+                Softmax temperature, finite and > 0. `None`: the checkpoint's, else 1.0.
             top_k (`int`, *optional*, defaults to `None`):
-                Keep only the k most likely codes at each step (among those allowed at the position).
+                Keep only the k most likely codes at each step (among those allowed at the position), >= 1.
+                `None`: the checkpoint's, else off.
             top_p (`float`, *optional*, defaults to `None`):
-                Nucleus sampling: keep the smallest set of codes whose probability reaches `top_p`.
-            do_sample (`bool`, *optional*, defaults to `True`):
+                Nucleus sampling: keep the smallest set of codes whose probability reaches `top_p`, in (0, 1]; 1 =
+                off. `None`: the checkpoint's, else off.
+            do_sample (`bool`, *optional*, defaults to `None`):
                 Sample; `False` takes the argmax at each step (greedy) and ignores temperature / top-k / top-p.
-            guidance_schedule (`str`, *optional*, defaults to `"constant"`):
+                `None`: the checkpoint's, else `True`.
+            guidance_schedule (`str`, *optional*, defaults to `None`):
                 `"constant"`, or `"linear"`: the scale ramps from about 1 at the first position to `guidance_scale`
-                at the last one (see [`guidance_scales`]).
+                at the last one (see [`~vcq_hf.sampling.guidance_scales`]). `None`: the checkpoint's, else
+                `"constant"`.
             num_images_per_class (`int`, *optional*, defaults to 1):
                 Images per entry of `class_labels`; image `i * num_images_per_class + j` is the j-th of class i.
+            num_images_per_prompt (`int`, *optional*, defaults to `None`):
+                diffusers' name of `num_images_per_class` (a class label is this pipeline's prompt); give one of the
+                two.
             output_type (`str`, *optional*, defaults to `"pil"`):
                 `"pil"` (list of `PIL.Image.Image`), `"np"` (array `(B, H, W, C)` in [0, 1]), `"pt"` (tensor
                 `(B, C, H, W)` in [0, 1]) or `"latent"` (the `(B, T)` codes, not decoded).
@@ -449,31 +521,37 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
             callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*, defaults to `None`):
                 Called after each sampled position as `callback_on_step_end(pipe, step, position, callback_kwargs)`
                 with the tensors named in `callback_on_step_end_tensor_inputs`: `codes` (`(B, position + 1)`, the
-                codes so far) and `logits` (`(B, vocab_size)`, the guided, masked and warped scores of this step). It
-                returns a dict; a returned `codes` replaces the codes (only its last column may differ: the earlier
-                ones are already in the KV cache).
+                codes so far) and `logits` (`(B, vocab_size)`, the guided, masked and warped scores of this step,
+                `-inf` outside `[0, K_t)`). It returns a dict; a returned `codes` replaces the codes (only its last
+                column may differ: the earlier ones are already in the KV cache). It may read `pipe.num_timesteps`
+                and `pipe.guidance_scale`, and set `pipe._interrupt = True` to stop after this step.
             callback_on_step_end_tensor_inputs (`list[str]`, *optional*, defaults to `None`):
                 The tensors passed to the callback, a subset of `["codes", "logits"]`; `None` means `["codes"]`.
+            compile (`bool`, *optional*, defaults to `False`):
+                Run the decode step through `torch.compile` (compiled once per pipeline on first use; the first call
+                pays the compilation). Sampling is the same as eager up to floating-point rounding.
 
         Examples:
 
         Returns:
             [`VCQPipelineOutput`] or `tuple`: the images (see `output_type`) and the `(B, T)` codes; a tuple
-            `(images, codes)` when `return_dict=False`.
+            `(images, codes)` when `return_dict=False`. After an interrupt, `codes` holds the positions sampled so
+            far and `images` is `None` (codes are decoded only when complete) unless `output_type="latent"`.
         """
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         if callback_on_step_end_tensor_inputs is None:
             callback_on_step_end_tensor_inputs = ["codes"]
-        self.check_inputs(
-            guidance_scale,
-            temperature,
-            top_k,
-            top_p,
-            guidance_schedule,
-            num_images_per_class,
-            output_type,
-            callback_on_step_end_tensor_inputs,
+        num_images_per_class = self.check_inputs(
+            num_images_per_class, num_images_per_prompt, output_type, callback_on_step_end_tensor_inputs, compile
+        )
+        settings = self.resolve_sampling_settings(
+            guidance_scale=guidance_scale,
+            guidance_schedule=guidance_schedule,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            do_sample=do_sample,
         )
         labels = self.resolve_class_labels(class_labels)
         labels = [label for label in labels for _ in range(num_images_per_class)]
@@ -483,9 +561,16 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
 
         config = self.transformer.config
         num_positions = config.num_image_tokens
-        scales = guidance_scales(guidance_scale, num_positions, guidance_schedule)
+        limits = [int(size) for size in config.codebook_sizes]
+        scales = guidance_scales(settings["guidance_scale"], num_positions, settings["guidance_schedule"])
         do_cfg = any(scale != 1.0 for scale in scales)
-        processors = self._logits_processors(do_sample, temperature, top_k, top_p)
+        self._guidance_scale = settings["guidance_scale"]
+        self._do_classifier_free_guidance = do_cfg
+        self._num_timesteps = num_positions
+        self._interrupt = False
+        do_sample = settings["do_sample"]
+        processors = self._logits_processors(do_sample, settings["temperature"], settings["top_k"], settings["top_p"])
+        prefill, decode = self._decode_step(False), self._decode_step(compile)
 
         cond_ids = torch.tensor(config.class_token_ids(labels), dtype=torch.long, device=device)  # (B,)
         if do_cfg:
@@ -493,40 +578,49 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
             model_input = torch.cat([cond_ids, null_ids])[:, None]  # (2B, 1): conditional rows, then null rows
         else:
             model_input = cond_ids[:, None]  # (B, 1)
-        sequence = cond_ids[:, None]  # (B, 1 + t): what VCQMask reads the position from
-        cache = DynamicCache(config=config)
+        # Preallocated for the whole sequence: KV cache of the 2B (or B) rows x (1 + T), and the (B, 1 + T) tokens.
+        cache = VCQStaticCache(config.num_hidden_layers, 1 + num_positions)
+        sequence = torch.empty(batch_size, 1 + num_positions, dtype=torch.long, device=device)
+        sequence[:, 0] = cond_ids
+        num_sampled = 0
 
         with self.progress_bar(total=num_positions) as progress_bar:
             for position in range(num_positions):
-                outputs = self.transformer(
-                    input_ids=model_input, cache=cache, use_cache=True, logits_to_keep=1, return_dict=True
-                )
-                cache = outputs.cache
-                logits = outputs.logits[:, -1, :].float()  # (2B or B, V)
+                if self.interrupt:
+                    break
+                step = prefill if position == 0 else decode  # the prefill allocates the cache, always eager
+                logits = step(model_input, cache, limits[position]).float()  # (2B or B, K_t)
                 if do_cfg:
                     cond_logits, uncond_logits = logits.chunk(2)
                     logits = classifier_free_guidance(cond_logits, uncond_logits, scales[position])
-                logits = processors(sequence, logits)  # (B, V)
-                next_codes = self._sample(logits, do_sample, generator)  # (B,)
-                sequence = torch.cat([sequence, next_codes[:, None]], dim=1)
+                logits = processors(sequence[:, : 1 + position], logits)  # (B, K_t)
+                next_codes = self._sample(logits, do_sample, generator)  # (B,), codes in [0, K_t)
+                sequence[:, 1 + position] = next_codes
+                num_sampled = position + 1
 
                 if callback_on_step_end is not None:
-                    codes = sequence[:, 1:]
-                    callback_kwargs = {"codes": codes, "logits": logits}
+                    codes = sequence[:, 1 : 1 + num_sampled]
+                    callback_kwargs = {"codes": codes}
+                    if "logits" in callback_on_step_end_tensor_inputs:  # on the whole vocabulary, -inf outside K_t
+                        full = logits.new_full((batch_size, config.vocab_size), -float("inf"))
+                        full[:, : logits.shape[-1]] = logits
+                        callback_kwargs["logits"] = full
                     callback_kwargs = {k: callback_kwargs[k] for k in callback_on_step_end_tensor_inputs}
                     callback_outputs = callback_on_step_end(self, position, position, callback_kwargs) or {}
                     new_codes = callback_outputs.pop("codes", codes)
                     if new_codes is not codes:
-                        sequence = self._apply_callback_codes(sequence, new_codes, position)
-                        next_codes = sequence[:, -1]
+                        sequence[:, 1 + position] = self._check_callback_codes(codes, new_codes, position)
+                        next_codes = sequence[:, 1 + position]
 
                 model_input = torch.cat([next_codes, next_codes]) if do_cfg else next_codes  # same token, both halves
                 model_input = model_input[:, None]
                 progress_bar.update()
 
-        codes = sequence[:, 1:]  # (B, T)
+        codes = sequence[:, 1 : 1 + num_sampled]  # (B, T), fewer columns after an interrupt
         if output_type == "latent":
             images = codes
+        elif num_sampled < num_positions:
+            images = None
         else:
             sample = self.vq_model.decode(codes).sample  # (B, C, H, W) in [-1, 1]
             images = self.image_processor.postprocess(sample.float(), output_type=output_type)
@@ -537,16 +631,35 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
             return (images, codes)
         return VCQPipelineOutput(images=images, codes=codes)
 
-    def _apply_callback_codes(self, sequence: torch.Tensor, new_codes: Any, position: int) -> torch.Tensor:
-        old_codes = sequence[:, 1:]
-        if not isinstance(new_codes, torch.Tensor) or new_codes.shape != old_codes.shape:
+    def _decode_step(self, compile: bool) -> Callable[[torch.Tensor, VCQStaticCache, int], torch.Tensor]:
+        """The decode step `(input_ids (R, n), cache, K_t) -> logits (R, K_t)` of the last position: the prior with
+        the schedule-aware head. With `compile`, `torch.compile` of it, built once per pipeline (the input checks
+        are skipped while compiling, so they cause no graph break)."""
+
+        def step(input_ids: torch.Tensor, cache: VCQStaticCache, vocab_limit: int) -> torch.Tensor:
+            outputs = self.transformer(
+                input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1, vocab_limit=vocab_limit
+            )
+            return outputs.logits[:, -1]
+
+        if not compile:
+            return step
+        compiled = getattr(self, "_compiled_decode_step", None)
+        if compiled is None or compiled[0] is not self.transformer:
+            compiled = (self.transformer, torch.compile(step, dynamic=True))
+            self._compiled_decode_step = compiled
+        return compiled[1]
+
+    def _check_callback_codes(self, codes: torch.Tensor, new_codes: Any, position: int) -> torch.Tensor:
+        """The newest column of the `codes` a callback returned, checked: same shape, history unchanged, in K_t."""
+        if not isinstance(new_codes, torch.Tensor) or new_codes.shape != codes.shape:
             shape = tuple(new_codes.shape) if isinstance(new_codes, torch.Tensor) else type(new_codes).__name__
             raise ValueError(
                 f"callback_on_step_end returned codes of shape {shape}; expected a tensor of shape "
-                f"{tuple(old_codes.shape)}."
+                f"{tuple(codes.shape)}."
             )
-        new_codes = new_codes.to(device=sequence.device, dtype=sequence.dtype)
-        if not torch.equal(new_codes[:, :-1], old_codes[:, :-1]):
+        new_codes = new_codes.to(device=codes.device, dtype=codes.dtype)
+        if not torch.equal(new_codes[:, :-1], codes[:, :-1]):
             raise ValueError(
                 "callback_on_step_end may only change the newest column of `codes`: the earlier codes are already in "
                 "the KV cache."
@@ -557,7 +670,14 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
             raise ValueError(
                 f"callback_on_step_end returned codes {last.tolist()} at position {position}, outside [0, K_t = {limit})."
             )
-        return torch.cat([sequence[:, :1], new_codes], dim=1)
+        return last
 
 
-__all__ = ["GUIDANCE_SCHEDULES", "OUTPUT_TYPES", "VCQPipeline", "VCQPipelineOutput", "guidance_scales"]
+__all__ = [
+    "DEFAULT_GUIDANCE_SCALE",
+    "GUIDANCE_SCHEDULES",
+    "OUTPUT_TYPES",
+    "VCQPipeline",
+    "VCQPipelineOutput",
+    "guidance_scales",
+]

@@ -11,6 +11,7 @@ tokenizer layout; written from the paper, not ported.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -284,6 +285,16 @@ class VCQVQModel(VCQVQPreTrainedModel):
             raise ValueError(
                 f"pixel_values must be a floating point tensor in [-1, 1], got dtype {pixel_values.dtype}."
             )
+        if pixel_values.numel() and not torch.compiler.is_compiling():  # a data-dependent check: eager mode only
+            low, high = (float(v) for v in torch.aminmax(pixel_values.detach()))
+            if not (math.isfinite(low) and math.isfinite(high)):
+                raise ValueError(f"pixel_values contain non-finite values (NaN or inf; range [{low}, {high}]).")
+            if not (low >= -1.0 - 1e-3 and high <= 1.0 + 1e-3):
+                hint = " (images in [0, 255]?)" if high > 2.0 else ""
+                raise ValueError(
+                    f"pixel_values must lie in [-1, 1], got values in [{low:g}, {high:g}]{hint}; preprocess the "
+                    "images with VCQImageProcessor, or map [0, 255] to [-1, 1] with x / 127.5 - 1."
+                )
 
     def _check_codes(self, codes: torch.Tensor) -> None:
         num_image_tokens = self.config.num_image_tokens
