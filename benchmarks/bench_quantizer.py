@@ -4,13 +4,21 @@ The grouped lookup multiplies each group of positions only against codebook[:K_g
 the naive lookup computes all T * K_max distances and masks. Prints median times, the measured speed-up and the
 ideal ratio T * K_max / sum_t K_t. Target: speed-up >= 0.6 x ideal for the log schedule.
 
+`--forward` times the whole quantizer forward (eval mode, what `VCQVQModel.encode` runs) against its lookup alone,
+with and without the per-position usage statistics (`output_usage=True`, a histogram over T * K_max bins, which
+only training logs ask for). Target (issue 13.6): forward without usage costs little more than the lookup.
+
     OMP_NUM_THREADS=1 python benchmarks/bench_quantizer.py
+    OMP_NUM_THREADS=1 python benchmarks/bench_quantizer.py --forward
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
+import statistics
+import time
 
 import torch
 import torch.nn.functional as F
@@ -40,13 +48,67 @@ def run(batch_size: int, num_tokens: int, k_max: int, dim: int, kind: str, repea
     }
 
 
+def run_forward(batch_size: int, num_tokens: int, k_max: int, dim: int, kind: str, repeats: int) -> dict:
+    """Median ms of the lookup, the eval forward and (where supported) the eval forward with usage statistics.
+
+    The three are timed interleaved, one call of each per round, so that load from other processes on a shared
+    machine hits them alike. Code without the `output_usage` flag always computed the statistics.
+    """
+    torch.manual_seed(0)
+    sizes = codebook_sizes(num_tokens, 2, k_max, kind)
+    quantizer = VariableCodebookQuantizer(sizes, codebook_dim=dim).eval()
+    latents = torch.randn(batch_size, num_tokens, dim)
+    has_flag = "output_usage" in inspect.signature(quantizer.forward).parameters
+    with torch.no_grad():
+        codebook = quantizer.get_codebook()
+        normalized = F.normalize(latents, dim=-1)
+        calls = {
+            "lookup": lambda: quantizer.nearest_codes(normalized, codebook),
+            "forward": lambda: quantizer(latents),
+            "usage": (lambda: quantizer(latents, output_usage=True)) if has_flag else (lambda: quantizer(latents)),
+        }
+        times = {name: [] for name in calls}
+        for name, call in calls.items():
+            call()  # warm-up
+        for _ in range(repeats):
+            for name, call in calls.items():
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
+    median = {name: statistics.median(values) * 1e3 for name, values in times.items()}
+    return {
+        "setting": f"B={batch_size} T={num_tokens} D={dim} K_max={k_max}",
+        "kind": kind,
+        "lookup_ms": median["lookup"],
+        "forward_ms": median["forward"],
+        "usage_ms": median["usage"],
+        "usage_on_by_default": not has_flag,
+    }
+
+
+def main_forward(repeats: int) -> None:
+    rows = [run_forward(32, 256, 16384, 8, "log", repeats)]  # issue 13.6's setting
+    rows.append(run_forward(32, 32, 1024, 12, "log", repeats))  # the demo tokenizer (small-32px)
+    print("| setting | schedule | lookup ms | forward ms | forward / lookup | forward + usage ms | usage by default |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        print(
+            f"| {row['setting']} | {row['kind']} | {row['lookup_ms']:.1f} | {row['forward_ms']:.1f} "
+            f"| {row['forward_ms'] / row['lookup_ms']:.2f}x | {row['usage_ms']:.1f} | {row['usage_on_by_default']} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--forward", action="store_true", help="time forward vs lookup instead of grouped vs naive")
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, threads = {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')})"
     )
+    if args.forward:
+        main_forward(args.repeats)
+        return
     rows = [run(32, 256, 16384, 8, kind, args.repeats) for kind in ("log", "linear", "cosine", "constant")]
     rows += [run(32, 64, 4096, 8, kind, args.repeats) for kind in ("log", "linear", "constant")]
     print(

@@ -445,3 +445,25 @@ def test_model_card_metadata_and_sections(workspace):
         build_model_card("vae", vq_config=vq_config)
     with pytest.raises(ValueError, match="ar_config"):
         build_model_card("pipeline", vq_config=vq_config)
+
+
+@pytest.mark.parametrize("saved_classes", [2, 5])
+def test_train_ar_model_config_folder_with_another_class_count(workspace, tmp_path, saved_classes):
+    """A prior saved with 2 or 5 classes fine-tuned on the 3-class codes: resized, trained, saved consistently."""
+    from vcq_hf.configuration_vcq import VCQConfig
+
+    vq_config = VCQVQModel.from_pretrained(workspace["tokenizer"]).config
+    torch.manual_seed(0)
+    source = VCQForCausalLM(VCQConfig.from_vq_config(vq_config, preset="tiny", num_classes=saved_classes))
+    source.save_pretrained(tmp_path / "source")
+    out = tmp_path / "ar"
+    args = ar_args(workspace["codes"], out, "--max_train_steps", "1", "--checkpointing_steps", "0")
+    args[args.index("--model_config") + 1] = str(tmp_path / "source")
+    train_ar.main(train_ar.parse_args(args))
+    pipe = VCQPipeline.from_pretrained(out)
+    config = pipe.transformer.config
+    assert (config.num_classes, config.vocab_size) == (3, vq_config.codebook_size + 4)
+    assert pipe.transformer.get_input_embeddings().weight.shape[0] == config.vocab_size
+    assert pipe.id2label == {0: "digit", 1: "emoji", 2: "fashion"}
+    codes = pipe(class_labels=["fashion"], output_type="latent", generator=torch.Generator().manual_seed(0)).images
+    assert codes.shape == (1, vq_config.num_image_tokens)

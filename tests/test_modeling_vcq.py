@@ -341,6 +341,38 @@ def test_save_load_round_trip(tmp_path):
 
 
 @pytest.mark.subprocess
+@pytest.mark.parametrize("num_classes", [5, 2])
+def test_from_pretrained_changes_the_class_count(tmp_path, num_classes):
+    model = tiny_model(seed=3)  # K_max = 16, 3 classes: vocab [codes 0..15 | classes 16..18 | null 19]
+    model.save_pretrained(tmp_path / "saved")
+    loaders = {
+        "model": lambda: VCQForCausalLM.from_pretrained(tmp_path / "saved", num_classes=num_classes),
+        "auto": lambda: AutoModelForCausalLM.from_pretrained(tmp_path / "saved", num_classes=num_classes),
+    }
+    kept, old_null, new_null = min(3, num_classes), 16 + 3, 16 + num_classes
+    for name, load in loaders.items():
+        resized = load()
+        assert (resized.config.num_classes, resized.config.vocab_size) == (num_classes, new_null + 1), name
+        assert resized.config.null_class_token_id == new_null
+        for before, after in [
+            (model.get_input_embeddings().weight, resized.get_input_embeddings().weight),
+            (model.lm_head.weight, resized.lm_head.weight),
+        ]:
+            assert after.shape == (new_null + 1, 24)
+            assert torch.equal(after[: 16 + kept], before[: 16 + kept])  # codes and kept classes
+            assert torch.equal(after[new_null], before[old_null])  # the null class moved
+            assert all(torch.equal(after[16 + c], before[old_null]) for c in range(kept, num_classes))  # new classes
+    # Saved correctly: reloads without overrides, and samples with the last class.
+    resized.save_pretrained(tmp_path / "resized")
+    reloaded = VCQForCausalLM.from_pretrained(tmp_path / "resized")
+    assert reloaded.config.num_classes == num_classes
+    assert torch.equal(reloaded.get_input_embeddings().weight, resized.get_input_embeddings().weight)
+    out = reloaded.generate(reloaded.build_input_ids([num_classes - 1]))
+    assert out[0, 0] == 16 + num_classes - 1 and bool((out[:, 1:] < torch.tensor([2, 4, 8, 16, 16])).all())
+    with pytest.raises(ValueError, match="num_classes = 0 is out of range"):
+        reloaded.resize_num_classes(0)
+
+
 def test_trust_remote_code_without_vcq_hf(tmp_path):
     model = tiny_model(seed=5).eval()
     model.save_pretrained(tmp_path / "model")

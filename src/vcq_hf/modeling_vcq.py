@@ -11,6 +11,7 @@ Only the image-specific parts are added to Llama (no Llama code is copied):
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,6 +34,11 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_vcq import VCQConfig
 from .generation import VCQMask
+from .validation import check_number
+
+
+# Keywords of `from_pretrained` that locate the checkpoint (passed on when its config.json is read on its own).
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
 
 
 class VCQPreTrainedModel(LlamaPreTrainedModel):
@@ -75,6 +81,74 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
     def __init__(self, config: VCQConfig):
         super().__init__(config)
         self.generation_config = self.default_generation_config(config)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        r"""[`~transformers.PreTrainedModel.from_pretrained`], where `num_classes=N` changes the class count.
+
+        The class count is part of the vocabulary (class tokens sit between the image codes and the null class
+        token), so the saved checkpoint is loaded with its own class count and then resized with
+        [`~VCQForCausalLM.resize_num_classes`]: the rows of image codes and of the kept classes are copied, new classes
+        start as the null class, and the null class token moves to `codebook_size + N`. Every other keyword override
+        is applied to the config before it is validated.
+        """
+        num_classes = kwargs.pop("num_classes", None)
+        config = kwargs.get("config")
+        if isinstance(config, VCQConfig):  # e.g. AutoModelForCausalLM, which applies `num_classes` to the config
+            hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
+            saved = VCQConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+            if config.num_classes != saved.num_classes:
+                num_classes = config.num_classes if num_classes is None else num_classes
+                config = copy.deepcopy(config)
+                config.num_classes, config.vocab_size = saved.num_classes, saved.vocab_size
+                kwargs["config"] = config
+        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        if num_classes is not None and num_classes != model.config.num_classes:
+            model.resize_num_classes(num_classes)
+        return model
+
+    @torch.no_grad()
+    def resize_num_classes(self, num_classes: int) -> None:
+        """Change the number of classes in place, keeping what the model learned.
+
+        Vocabulary rows (input embeddings and output head) of the image codes and of classes `[0, min(old, new))` are
+        kept; the null class token moves from `codebook_size + old` to `codebook_size + new` with its rows; each new
+        class starts as a copy of the null class, so before fine-tuning it samples from the unconditional model.
+        `config.num_classes` and `config.vocab_size` follow, so `save_pretrained` writes a consistent checkpoint.
+
+        Args:
+            num_classes (`int`): the new number of classes, >= 1.
+
+        Raises:
+            `ValueError`: if `num_classes` is not an integer >= 1.
+        """
+        check_number("num_classes", num_classes, minimum=1, integer=True)
+        config = self.config
+        old_classes = config.num_classes
+        if num_classes == old_classes:
+            return
+        codebook_size, kept = config.codebook_size, min(old_classes, num_classes)
+        old_null, new_null = codebook_size + old_classes, codebook_size + num_classes
+
+        def resized_rows(weight: torch.Tensor) -> torch.Tensor:  # (V_old, h) -> (V_new, h)
+            rows = torch.cat(
+                [
+                    weight[: codebook_size + kept],  # image codes and kept classes
+                    weight[old_null : old_null + 1].expand(num_classes - kept, -1),  # new classes = null class
+                    weight[old_null : old_null + 1],  # the null class, moved
+                ]
+            )
+            return rows.clone()
+
+        input_rows = resized_rows(self.get_input_embeddings().weight)
+        output_rows = resized_rows(self.get_output_embeddings().weight)
+        self.resize_token_embeddings(new_null + 1, mean_resizing=False)
+        self.get_input_embeddings().weight.copy_(input_rows)
+        if self.get_output_embeddings().weight is not self.get_input_embeddings().weight:
+            self.get_output_embeddings().weight.copy_(output_rows)
+        config.num_classes = num_classes
+        config.vocab_size = new_null + 1
+        config.validate()
 
     @staticmethod
     def default_generation_config(config: VCQConfig) -> GenerationConfig:
