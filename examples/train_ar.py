@@ -179,6 +179,8 @@ def main(args: argparse.Namespace) -> VCQPipeline:
     id2label = dict(enumerate(class_names))
 
     model = build_model(args, vq_model.config, num_classes=len(class_names))
+    if args.gradient_checkpointing:  # transformers >= 5.24 renamed it activation checkpointing
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     ema = tu.ExponentialMovingAverage(model, args.ema_max_decay, args.ema_update_after_step) if args.use_ema else None
     logger.info(
         f"VCQForCausalLM: {tu.count_parameters(model) / 1e6:.2f}M parameters; T={model.config.num_image_tokens}, "

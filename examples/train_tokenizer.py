@@ -343,6 +343,8 @@ def main(args: argparse.Namespace) -> VCQVQModel:
             model = VCQVQModel.from_pretrained(init_from, config=config)
     else:
         model = VCQVQModel(config)
+    if args.gradient_checkpointing:  # transformers >= 5.24 renamed it activation checkpointing
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     image_processor = VCQImageProcessor(image_size=config.image_size)
     perceptual = PerceptualLoss(args.perceptual_weights).to(accelerator.device) if args.perceptual_weights else None
     discriminator = (

@@ -81,6 +81,8 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
     def __init__(self, config: VCQConfig):
         super().__init__(config)
         self.generation_config = self.default_generation_config(config)
+        # The validated schedule, held by the model so that compiled forwards read an attribute (no cache lookup).
+        self.codebook_schedule = config.codebook_schedule
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
@@ -173,7 +175,7 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
     # ------------------------------------------------------------------ helpers
     def _codebook_limits(self, device: torch.device) -> torch.Tensor:
         """K_t for t in [0, T) as a (T,) int64 tensor on `device` (cached by the config's schedule)."""
-        return self.config.codebook_schedule.limits(device)
+        return self.codebook_schedule.limits(device)
 
     def build_input_ids(
         self,
@@ -224,8 +226,8 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
         """
         config = self.config
         self._check_sequence_length(past_length + input_ids.shape[-1], name)
-        if input_ids.numel() == 0:
-            return
+        if input_ids.numel() == 0 or torch.compiler.is_compiling():
+            return  # value checks are data-dependent branches (graph breaks); under compile only the length is checked
         is_labels = name == "labels"
         image_start = max(0, 1 - past_length)  # first column holding an image token
         if past_length == 0 and not is_labels:
@@ -241,7 +243,7 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
         image_ids = input_ids[:, image_start:]
         if image_ids.shape[-1] == 0:
             return
-        config.codebook_schedule.check_codes(
+        self.codebook_schedule.check_codes(
             image_ids,
             first_position=past_length + image_start - 1,
             name=name,
@@ -284,7 +286,7 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
         shift_logits = logits[:, :-1].float()  # (B, L-1, V): position t predicts image token x_t
         shift_labels = labels[:, 1:]  # (B, L-1)
         if self.config.mask_logits_in_loss:
-            schedule = self.config.codebook_schedule
+            schedule = self.codebook_schedule
             outside = schedule.outside_mask(shift_logits.shape[-1], logits.device)[: shift_logits.shape[1]]  # (L-1, V)
             shift_logits = shift_logits.masked_fill(outside[None], -float("inf"))
         reduction = "sum" if num_items_in_batch is not None else "mean"
@@ -432,7 +434,7 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
             if not (isinstance(processor, VCQMask) and processor.codebook_sizes is None)
         )
         if not any(isinstance(processor, VCQMask) for processor in processors):
-            processors.append(VCQMask(codebook_sizes=self.config.codebook_schedule, prompt_length=1))
+            processors.append(VCQMask(codebook_sizes=self.codebook_schedule, prompt_length=1))
         guided = generation_config.guidance_scale is not None and generation_config.guidance_scale != 1
         if guided and negative_prompt_ids is None and encoder_input_ids is not None:
             negative_prompt_ids = encoder_input_ids.clone()

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from .configuration_vcq_vq import VCQVQConfig
@@ -100,22 +102,49 @@ class VCQVQModelOutput(ModelOutput):
     perplexity: torch.FloatTensor | None = None
 
 
-class VCQVQAttention(nn.Module):
-    """Bidirectional multi-head self-attention (scaled dot product, no mask)."""
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain attention in PyTorch ops (`attn_implementation="eager"`); the reference for the other kernels."""
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, nh, L, L)
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = F.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()  # (B, L, nh, hd)
+    return attn_output, attn_weights
 
-    def __init__(self, hidden_size: int, num_heads: int):
+
+class VCQVQAttention(nn.Module):
+    """Bidirectional multi-head self-attention (no mask) through transformers' attention interface: the kernel is
+    `config._attn_implementation` (`"sdpa"` by default, `"eager"`, or any registered one)."""
+
+    def __init__(self, config: VCQVQConfig, hidden_size: int, num_heads: int):
         super().__init__()
+        self.config = config
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
         self.out_proj = nn.Linear(hidden_size, hidden_size)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, **kwargs) -> torch.Tensor:
         batch_size, length, hidden_size = hidden_states.shape
         qkv = self.qkv(hidden_states).view(batch_size, length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, L, hd)
-        attended = F.scaled_dot_product_attention(query, key, value)  # (B, nh, L, hd)
-        return self.out_proj(attended.transpose(1, 2).reshape(batch_size, length, hidden_size))
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attended, _ = attention_interface(self, query, key, value, None, scaling=self.scaling, dropout=0.0, **kwargs)
+        return self.out_proj(attended.reshape(batch_size, length, hidden_size))  # attended: (B, L, nh, hd)
 
 
 class VCQVQMLP(nn.Module):
@@ -128,15 +157,16 @@ class VCQVQMLP(nn.Module):
         return self.fc2(F.gelu(self.fc1(hidden_states)))
 
 
-class VCQVQLayer(nn.Module):
-    """Pre-norm transformer block: x + attn(LN(x)), then x + MLP(LN(x))."""
+class VCQVQLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer block: x + attn(LN(x)), then x + MLP(LN(x)). Recomputed in the backward pass when the
+    model has `gradient_checkpointing_enable()`d."""
 
-    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, layer_norm_eps: float):
+    def __init__(self, config: VCQVQConfig, hidden_size: int, num_heads: int):
         super().__init__()
-        self.norm1 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.attention = VCQVQAttention(hidden_size, num_heads)
-        self.norm2 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.mlp = VCQVQMLP(hidden_size, round(hidden_size * mlp_ratio))
+        self.norm1 = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.attention = VCQVQAttention(config, hidden_size, num_heads)
+        self.norm2 = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.mlp = VCQVQMLP(hidden_size, round(hidden_size * config.mlp_ratio))
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         hidden_states = hidden_states + self.attention(self.norm1(hidden_states))
@@ -157,8 +187,7 @@ class VCQVQEncoder(nn.Module):
         self.latent_tokens = nn.Parameter(torch.empty(1, config.num_image_tokens, hidden_size))
         self.latent_position_embedding = nn.Parameter(torch.empty(1, config.num_image_tokens, hidden_size))
         self.layers = nn.ModuleList(
-            VCQVQLayer(hidden_size, config.encoder_num_heads, config.mlp_ratio, config.layer_norm_eps)
-            for _ in range(config.encoder_num_layers)
+            VCQVQLayer(config, hidden_size, config.encoder_num_heads) for _ in range(config.encoder_num_layers)
         )
         self.norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
         self.proj_out = nn.Linear(hidden_size, config.codebook_dim)
@@ -189,8 +218,7 @@ class VCQVQDecoder(nn.Module):
         self.mask_token = nn.Parameter(torch.empty(1, 1, hidden_size))
         self.patch_position_embedding = nn.Parameter(torch.empty(1, config.num_patches, hidden_size))
         self.layers = nn.ModuleList(
-            VCQVQLayer(hidden_size, config.decoder_num_heads, config.mlp_ratio, config.layer_norm_eps)
-            for _ in range(config.decoder_num_layers)
+            VCQVQLayer(config, hidden_size, config.decoder_num_heads) for _ in range(config.decoder_num_layers)
         )
         self.norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
         self.proj_out = nn.Linear(hidden_size, config.patch_size**2 * config.num_channels)
@@ -217,6 +245,12 @@ class VCQVQPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = "image"
     _no_split_modules = ["VCQVQLayer"]
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -306,7 +340,8 @@ class VCQVQModel(VCQVQPreTrainedModel):
             raise ValueError(f"Expected codes of shape (batch_size, {num_image_tokens}), got {tuple(codes.shape)}.")
         if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
             raise ValueError(f"codes must have an integer dtype (torch.long), got {codes.dtype}.")
-        self.quantizer.schedule.check_codes(codes)
+        if not torch.compiler.is_compiling():  # a value check is a data-dependent branch: skipped under compile
+            self.quantizer.schedule.check_codes(codes)
 
     def encode(
         self, pixel_values: torch.Tensor, output_usage: bool = False, return_dict: bool = True
