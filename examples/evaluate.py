@@ -84,6 +84,7 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(input_args)
     if args.num_samples_per_class < 1:
         raise ValueError(f"--num_samples_per_class = {args.num_samples_per_class} must be >= 1.")
+    tu.check_finite_flags(args)  # NaN passes every range check
     su.check_sampling_args(args)
     if args.max_reference_samples is not None and args.max_reference_samples < 4:
         raise ValueError(f"--max_reference_samples = {args.max_reference_samples} must be >= 4.")

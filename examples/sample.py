@@ -59,6 +59,7 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(input_args)
     if args.num_samples < 1:
         raise ValueError(f"--num_samples = {args.num_samples} must be >= 1.")
+    tu.check_finite_flags(args)  # NaN passes every range check
     su.check_sampling_args(args)
     if not args.npz_name.endswith(".npz"):
         raise ValueError(f"--npz_name {args.npz_name!r} must end with .npz.")

@@ -142,8 +142,16 @@ def add_common_training_args(
     group.add_argument("--hub_private_repo", action="store_true", help="Create the Hub repo as private.")
 
 
+def check_finite_flags(args: argparse.Namespace) -> None:
+    """Every float flag must be a finite number: `x < lo` is False for NaN, so range checks alone let NaN through."""
+    for name, value in vars(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"--{name} = {value} is not a finite number.")
+
+
 def check_common_training_args(args: argparse.Namespace) -> None:
     """Cross-flag checks of the common flags. Raises `ValueError` naming the bad value."""
+    check_finite_flags(args)
     positive = {
         "train_batch_size": args.train_batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
@@ -493,10 +501,15 @@ def check_ema_supported(accelerator: Accelerator, args: argparse.Namespace) -> N
 def run_script(main: Callable[[argparse.Namespace], Any], parse_args: Callable[[], argparse.Namespace]) -> None:
     """`__main__` entry: run `main(parse_args())`. A bad flag or input file, a corrupt checkpoint or a non-finite
     loss or weights end the run with status 1 and a one-line error instead of a traceback."""
+    from PIL import UnidentifiedImageError
+
     try:
         main(parse_args())
     except (NonFiniteTrainingError, CorruptWeightsError, ValueError, FileNotFoundError, PermissionError) as err:
         print(f"{Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except UnidentifiedImageError as err:  # names the file: "cannot identify image file '<path>'"
+        print(f"{Path(sys.argv[0]).name}: error: {err}; remove or replace that file.", file=sys.stderr)
         sys.exit(1)
 
 
@@ -734,6 +747,7 @@ def add_dataset_args(parser: argparse.ArgumentParser) -> None:
 
 
 def check_dataset_args(args: argparse.Namespace) -> None:
+    check_finite_flags(args)
     if (args.dataset_name is None) == (args.train_data_dir is None):
         raise ValueError("Pass exactly one of --dataset_name and --train_data_dir.")
     check_max_train_samples(args)

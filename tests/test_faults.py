@@ -430,3 +430,74 @@ def test_truncated_weights_are_one_line_errors_naming_the_file(tiny_pipeline, tm
     assert code == 2 and "Traceback" not in err, err
     errors = [line for line in err.splitlines() if "error:" in line]
     assert len(errors) == 1 and f"{weights} cannot be read" in errors[0] and "truncated or corrupt" in errors[0]
+
+
+def run_in_process(script, argv, capsys) -> tuple[int, str]:
+    """`training_utils.run_script` of an example script with `argv`: (exit code, stderr)."""
+    import training_utils
+
+    module = __import__(script)
+    try:
+        training_utils.run_script(module.main, lambda: module.parse_args(argv))
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+    return code, capsys.readouterr().err
+
+
+def bad_image_folders(root: Path) -> dict[str, Path]:
+    from PIL import Image
+
+    folders = {}
+    empty = root / "empty"
+    (empty / "train" / "a").mkdir(parents=True)
+    (empty / "train" / "a" / "notes.txt").write_text("no images here")
+    folders["empty"] = empty
+    corrupt = root / "corrupt"
+    for label in ("a", "b"):
+        (corrupt / "train" / label).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (12, 12), (40 * i, 0, 0)).save(corrupt / "train" / label / f"{i}.png")
+    (corrupt / "train" / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot a png")
+    folders["corrupt"] = corrupt
+    return folders
+
+
+@pytest.mark.parametrize(
+    "case, extra, message",
+    [
+        ("empty", [], "has no images for split 'train'"),
+        ("corrupt", [], "cannot identify image file '{corrupt}/train/a/broken.png'; remove or replace that file"),
+        ("ok", ["--learning_rate", "nan"], "--learning_rate = nan is not a finite number"),
+        ("ok", ["--max_grad_norm", "inf"], "--max_grad_norm = inf is not a finite number"),
+        ("ok", ["--perceptual_weight", "nan"], "--perceptual_weight = nan is not a finite number"),
+        ("ok", ["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps = 0 is out of range"),
+    ],
+)
+def test_train_tokenizer_bad_input_is_one_line(workspace, tmp_path, capsys, case, extra, message):
+    folders = {**bad_image_folders(tmp_path), "ok": workspace["data"]}
+    argv = ["--train_data_dir", str(folders[case]), "--model_config", "tiny", "--train_batch_size", "2",
+            "--max_train_steps", "1", "--output_dir", str(tmp_path / "out"), *QUIET, *extra]  # fmt: skip
+    code, err = run_in_process("train_tokenizer", argv, capsys)
+    assert code == 1 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and message.format(**folders) in errors[0], err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--validation_guidance_scale", "nan"], "--validation_guidance_scale = nan is not a finite number"),
+        (["--learning_rate", "-1"], "--learning_rate = -1.0 is out of range"),
+        (["--class_dropout_prob", "nan"], "--class_dropout_prob = nan is not a finite number"),
+        (["--resume_from_checkpoint", "checkpoint-7"], "no such checkpoint folder"),
+    ],
+)
+def test_train_ar_bad_flags_are_one_line(workspace, tmp_path, capsys, extra, message):
+    code, err = run_in_process("train_ar", ar_args(workspace["codes"], tmp_path / "out", *extra), capsys)
+    assert code == 1 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and message in errors[0], err

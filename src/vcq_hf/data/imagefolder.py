@@ -348,7 +348,16 @@ def load_image_dataset(
         folder = Path(train_data_dir)
         if not folder.is_dir():
             raise FileNotFoundError(f"train_data_dir {folder} is not a directory.")
-        dataset = datasets.load_dataset("imagefolder", data_dir=str(folder), split=split, cache_dir=cache_dir)
+        try:
+            dataset = datasets.load_dataset("imagefolder", data_dir=str(folder), split=split, cache_dir=cache_dir)
+        except (
+            ValueError,
+            FileNotFoundError,
+        ) as err:  # datasets says e.g. 'Instruction "train" corresponds to no data!'
+            raise ValueError(
+                f"train_data_dir {folder} has no images for split {split!r} ({err}); expected image files in "
+                f"{folder}/<class>/ or {folder}/{split}/<class>/."
+            ) from err
     else:
         if not isinstance(dataset_name, str) or not dataset_name:
             raise ValueError(f"dataset_name must be a non-empty string, got {dataset_name!r}.")
