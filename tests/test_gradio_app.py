@@ -359,6 +359,20 @@ def _rgb(image: dict) -> np.ndarray:
     return np.array(image["rgba"], dtype=np.uint8).reshape(image["height"], image["width"], 4)[..., :3]
 
 
+def _click(driver, selector: str, by: str = "css selector") -> None:
+    """Click an element once nothing covers it (Gradio lays a status overlay on components while they load)."""
+    from selenium.common.exceptions import ElementClickInterceptedException, ElementNotInteractableException
+
+    def clicked(driver):
+        try:
+            driver.find_element(by, selector).click()
+        except (ElementClickInterceptedException, ElementNotInteractableException):
+            return False
+        return True
+
+    _wait(driver, clicked, what=f"{selector} to be clickable")
+
+
 def _set_number(driver, selector: str, value) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -376,15 +390,11 @@ def test_page_in_headless_chromium(page):
     demo, driver = page
     started = time.perf_counter()
     # Choose a class from the dropdown (names and ids), 2 images, seed 11.
-    _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#vcq-class input"), what="the class dropdown")
-    driver.find_element(By.CSS_SELECTOR, "#vcq-class input").click()
-    option = _wait(
-        driver, lambda d: d.find_elements(By.CSS_SELECTOR, '[role=option][aria-label="7: Sneaker"]'), what="options"
-    )
-    option[0].click()
+    _click(driver, "#vcq-class input")
+    _click(driver, '[role=option][aria-label="7: Sneaker"]')
     _set_number(driver, "#vcq-num-images", 2)
     _set_number(driver, "#vcq-seed", 11)
-    driver.find_element(By.CSS_SELECTOR, "#vcq-generate").click()
+    _click(driver, "#vcq-generate")
     first = _gallery(driver, "#vcq-gallery", count=2)
     assert all((im["width"], im["height"]) == (demo.image_size, demo.image_size) for im in first)
     status = driver.find_element(By.CSS_SELECTOR, "#vcq-status").text
@@ -403,7 +413,7 @@ def test_page_in_headless_chromium(page):
     # (20 ms per token) so that its progress, reported token by token, can be seen in the page.
     _set_number(driver, "#vcq-seed", 12)
     with slowed_down(demo.pipe.transformer, seconds=0.02):
-        driver.find_element(By.CSS_SELECTOR, "#vcq-generate").click()
+        _click(driver, "#vcq-generate")
         progress = _wait(
             driver,
             lambda d: re.search(r"sampling: token (\d+) of 32", d.find_element(By.CSS_SELECTOR, "#vcq-gallery").text),
@@ -414,27 +424,27 @@ def test_page_in_headless_chromium(page):
     assert not np.array_equal(_rgb(second[0]), _rgb(first[0]))
     assert np.array_equal(_rgb(second[0]), _rgb(first[1]))  # seed 12 is image 1 of seed 11
     _set_number(driver, "#vcq-seed", 11)
-    driver.find_element(By.CSS_SELECTOR, "#vcq-generate").click()
+    _click(driver, "#vcq-generate")
     third = _gallery(driver, "#vcq-gallery", previous=second, count=2)
     assert all(np.array_equal(_rgb(a), _rgb(b)) for a, b in zip(third, first))
 
     # Clicking the second image picks it for the VCQ view, which shows the schedule plot and its coarse-to-fine
     # decodes; the decode from all T tokens is the image itself.
-    driver.find_element(By.CSS_SELECTOR, '#vcq-gallery button[aria-label="Thumbnail 2 of 2"]').click()
-    driver.find_element(By.XPATH, "//button[@role='tab' and contains(., 'VCQ view')]").click()
+    _click(driver, '#vcq-gallery button[aria-label="Thumbnail 2 of 2"]')
+    _click(driver, "//button[@role='tab' and contains(., 'VCQ view')]", By.XPATH)
     _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#vcq-schedule img"), what="the schedule plot")
     index = driver.find_element(By.CSS_SELECTOR, "#vcq-image-index input[type=number]")
     _wait(driver, lambda d: index.get_attribute("value") == "2", what="image 2 to be picked")
-    driver.find_element(By.CSS_SELECTOR, "#vcq-coarse-to-fine").click()
+    _click(driver, "#vcq-coarse-to-fine")
     lengths = prefix_lengths(demo.num_tokens)
     decodes = _gallery(driver, "#vcq-decodes", count=len(lengths))
     assert np.array_equal(_rgb(decodes[-1]), _rgb(first[1]))
     assert not np.array_equal(_rgb(decodes[0]), _rgb(first[1]))  # one token fixes little of the image
 
     # A bad value is refused in the page, with the allowed range.
-    driver.find_element(By.XPATH, "//button[@role='tab' and contains(., 'Generate')]").click()
+    _click(driver, "//button[@role='tab' and contains(., 'Generate')]", By.XPATH)
     _set_number(driver, "#vcq-seed", -5)
-    driver.find_element(By.CSS_SELECTOR, "#vcq-generate").click()
+    _click(driver, "#vcq-generate")
     error = _wait(
         driver,
         lambda d: [e for e in d.find_elements(By.CSS_SELECTOR, ".toast-body") if "-5" in e.text],

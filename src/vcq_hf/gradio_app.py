@@ -14,7 +14,6 @@ Gradio is an optional extra: `pip install "vcq_hf[demo]"` (from a checkout: `pip
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -132,18 +131,12 @@ class VCQDemo:
         return [(f"{i}: {names[i]}" if i in names else str(i), i) for i in range(self.pipe.num_classes)]
 
     def sampling_defaults(self) -> dict[str, Any]:
-        """The pipeline's defaults for the knobs the page shows (the page starts from them)."""
-        # The pipeline that owns its defaults (the checkpoint's generation_config, then one documented default)
-        # resolves them; one that predates it keeps them as the defaults of `__call__`.
-        if hasattr(self.pipe, "resolve_sampling_settings"):
-            settings = self.pipe.resolve_sampling_settings()
-            return {
-                name: settings[name]
-                for name in ("guidance_scale", "guidance_schedule", "temperature", "top_k", "top_p")
-            }
-        parameters = inspect.signature(self.pipe.__call__).parameters
-        names = ("guidance_scale", "guidance_schedule", "temperature", "top_k", "top_p")
-        return {name: parameters[name].default for name in names}
+        """The settings the page starts from: what the pipeline samples with when a call gives none (the checkpoint's
+        `generation_config`, else the pipeline's documented defaults; `VCQPipeline.resolve_sampling_settings`)."""
+        settings = self.pipe.resolve_sampling_settings()
+        return {
+            name: settings[name] for name in ("guidance_scale", "guidance_schedule", "temperature", "top_k", "top_p")
+        }
 
     def schedule_figure(self) -> Figure:
         """A plot of K_t against the image position t (log scale), with the cumulative capacity sum_t log2 K_t."""
@@ -312,8 +305,8 @@ def build_app(demo: VCQDemo, title: str | None = None) -> Any:
                 guidance_scale=float(guidance_scale),
                 guidance_schedule=schedule,
                 temperature=float(temperature),
-                top_k=int(top_k) or None,
-                top_p=float(top_p) if top_p < 1.0 else None,
+                top_k=int(top_k) or None,  # the page's 0 is the pipeline's None (off)
+                top_p=float(top_p),  # 1 = off, as the pipeline reads it
                 seed=int(seed),
                 progress=lambda fraction, text: progress(fraction, desc=text),
             )
@@ -352,7 +345,9 @@ def build_app(demo: VCQDemo, title: str | None = None) -> Any:
         f"T = {demo.num_tokens} tokens per {size}x{size} image; position t may use only the first K_t codes of "
         f"one shared codebook of {max_top_k}."
     )
-    with gr.Blocks(title=title or "VCQ demo") as app:
+    # Generated images are files in Gradio's cache: every hour, delete those older than two hours (a long-running
+    # Space would otherwise fill its disk).
+    with gr.Blocks(title=title or "VCQ demo", delete_cache=(3600, 7200)) as app:
         gr.Markdown(
             f"# {title or 'VCQ: class-conditional image generation'}\n"
             "Variable Codebook Size Quantization: token t of an image is one of the first K_t codes of a shared "
