@@ -245,6 +245,27 @@ class JSONLTracker(GeneralTracker):
             f.write(json.dumps(record) + "\n")
 
 
+def check_trackers_available(names: list[str]) -> None:
+    """Raise `ValueError` for a requested tracker that cannot start: accelerate drops an unavailable one silently,
+    so a run asked to log to tensorboard or wandb would otherwise log nowhere."""
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+
+    available = {str(tracker) for tracker in get_available_trackers()}
+    for name in names:
+        if name in ("jsonl", "all"):
+            continue
+        if name not in LOGGER_TYPE_TO_CLASS:
+            raise ValueError(
+                f"--report_to {name!r} is not a tracker; choose from jsonl, all, none, "
+                f"{', '.join(sorted(LOGGER_TYPE_TO_CLASS))}."
+            )
+        if name not in available:
+            raise ValueError(
+                f"--report_to {name!r} cannot start: its package is not installed (pip install {name}; tensorboard "
+                "comes with vcq_hf[training]). Drop it from --report_to to log to logs/metrics.jsonl only."
+            )
+
+
 def setup_logging(accelerator: Accelerator) -> None:
     """INFO logs on the main process only; library warnings stay visible on every rank."""
     logging.basicConfig(
@@ -274,6 +295,7 @@ def create_accelerator(args: argparse.Namespace, gradient_accumulation_steps: in
     log_with: list[Any] = []
     for name in parse_report_to(args.report_to):
         log_with.append(JSONLTracker(Path(args.output_dir).name or "run", logging_dir) if name == "jsonl" else name)
+    check_trackers_available(parse_report_to(args.report_to))
     accelerator = Accelerator(
         gradient_accumulation_steps=gradient_accumulation_steps or args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,

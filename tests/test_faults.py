@@ -525,3 +525,21 @@ def test_train_ar_bad_flags_are_one_line(workspace, tmp_path, capsys, extra, mes
     assert code == 1 and "Traceback" not in err
     errors = [line for line in err.splitlines() if ": error: " in line]
     assert len(errors) == 1 and message in errors[0], err
+
+
+def test_requested_tracker_that_cannot_start_is_an_error_and_tensorboard_logs(workspace, tmp_path, capsys):
+    from accelerate.tracking import get_available_trackers
+
+    missing = next(name for name in ("wandb", "aim", "mlflow", "comet_ml") if name not in
+                   {str(t) for t in get_available_trackers()})  # fmt: skip
+    out = tmp_path / "out"
+    code, err = run_in_process("train_ar", ar_args(workspace["codes"], out, "--max_train_steps", "1", "--report_to",
+                                                   f"tensorboard,{missing}"), capsys)  # fmt: skip
+    assert code == 1 and f"--report_to {missing!r} cannot start: its package is not installed" in err
+    assert not (out / "logs" / "metrics.jsonl").exists()  # refused before training
+
+    code, err = run_in_process("train_ar", ar_args(workspace["codes"], out, "--max_train_steps", "2", "--report_to",
+                                                   "tensorboard", "--logging_steps", "1"), capsys)  # fmt: skip
+    assert code == 0, err
+    assert list((out / "logs").rglob("events.out.tfevents.*")), sorted(p.name for p in (out / "logs").rglob("*"))
+    assert len((out / "logs" / "metrics.jsonl").read_text().splitlines()) == 2
