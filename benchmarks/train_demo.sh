@@ -29,7 +29,7 @@ python benchmarks/export_demo.py --pipeline_dir "$out/pipeline" --tokenizer_dir 
   --output_dir "${DEMO_DIR:-src/vcq_hf/demo}"
 
 for scale in 1.0 2.0; do
-  python examples/evaluate.py --pipeline_path "${DEMO_DIR:-src/vcq_hf/demo}" --output_dir "$out/eval-cfg$scale" \
+  python examples/evaluate_pipeline.py --pipeline_path "${DEMO_DIR:-src/vcq_hf/demo}" --output_dir "$out/eval-cfg$scale" \
     --num_samples_per_class 500 --reference_dataset fashion-mnist --reference_split test --reference_resolution 32 \
     --class_accuracy --guidance_scale "$scale" --batch_size 500
   cp "$out/eval-cfg$scale/metrics.json" "${DEMO_DIR:-src/vcq_hf/demo}/evaluation_cfg$scale.json"

@@ -1,9 +1,8 @@
-"""Helpers shared by the example scripts that sample a trained `VCQPipeline` (`sample.py`, `evaluate.py`): the
+"""Helpers shared by the example scripts that sample a trained `VCQPipeline` (`sample.py`, `evaluate_pipeline.py`): the
 sampling flags and their checks, the `Accelerator` and pipeline set-up, class selection by id or name, per-image
 generators, the batched pipeline call and the sampling settings recorded next to the results.
 
-The scripts import this module as a sibling (`import sampling_utils`), like `training_utils`. It must never import
-the `evaluate` library: with examples/ on `sys.path`, `import evaluate` finds examples/evaluate.py instead.
+The scripts import this module as a sibling (`import sampling_utils`), like `training_utils`.
 """
 
 from __future__ import annotations

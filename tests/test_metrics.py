@@ -1,7 +1,4 @@
-import importlib
 import math
-import os
-import sys
 import warnings
 
 import numpy as np
@@ -29,19 +26,8 @@ from vcq_hf.metrics import (
 
 
 def import_evaluate_library():
-    """The `evaluate` library, even when another test put examples/ (which holds evaluate.py) on sys.path."""
-    module = sys.modules.get("evaluate")
-    if module is not None and hasattr(module, "load"):
-        return module
-    sys.modules.pop("evaluate", None)
-    saved = list(sys.path)
-    sys.path[:] = [entry for entry in sys.path if not os.path.isfile(os.path.join(entry or ".", "evaluate.py"))]
-    try:
-        return importlib.import_module("evaluate")
-    except ImportError:
-        pytest.skip("the evaluate library is not installed")
-    finally:
-        sys.path[:] = saved
+    """The `evaluate` library (examples/ no longer holds a module of that name to shadow it)."""
+    return pytest.importorskip("evaluate")
 
 
 def random_spd(rng, dim, scale=1.0):

@@ -13,8 +13,8 @@ from vcq_hf.pipeline_vcq import VCQPipeline
 
 
 def load_example():
-    """examples/evaluate.py under its own module name, so it never shadows (or is shadowed by) the library."""
-    path = Path(__file__).resolve().parent.parent / "examples" / "evaluate.py"
+    """examples/evaluate_pipeline.py as a module."""
+    path = Path(__file__).resolve().parent.parent / "examples" / "evaluate_pipeline.py"
     spec = importlib.util.spec_from_file_location("vcq_examples_evaluate", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -165,7 +165,7 @@ def test_demo_card_reads_its_figures_from_the_files(tmp_path):
     assert "1.00 0.50 0.25 0.12 0.06" in body
     assert "| gFID (FMNIST-CNN), no guidance | 40.25 | 20.75 |" in body
     assert "| observed entropy cliff (position) | 3 | 8 |" in body
-    # examples/evaluate.py metrics copied next to the checkpoint become result rows (std columns left out)
+    # examples/evaluate_pipeline.py metrics copied next to the checkpoint become result rows (std columns left out)
     evaluation = {"metrics": {"FID-FMNIST-CNN": 12.3456789, "FID-FMNIST-CNN-std": 1.0}, "num_samples": 50,
                   "guidance_scale": 2.0, "num_reference": 100, "reference_split": "test"}  # fmt: skip
     (tmp_path / "demo" / "evaluation_cfg2.json").write_text(json.dumps(evaluation))

@@ -19,10 +19,6 @@ from vcq_hf import VCQConfig, VCQForCausalLM, VCQPipeline, VCQVQConfig, VCQVQMod
 from vcq_hf.cli import build_parser
 
 
-# The `evaluate` library, imported before examples/ (with its own evaluate.py) is put on sys.path by a script.
-importlib.import_module("evaluate")
-
-
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 COMMAND_DOCS = [README, REPO / "docs" / "imagenet.md", *sorted((REPO / "model_cards").glob("*.md"))]
@@ -185,7 +181,7 @@ def test_doc_commands_exist_with_these_flags():
     assert {"README.md", "docs/imagenet.md", "model_cards/vcq-b.md"} <= docs
     scripts = {script for _, command in checked for script in re.findall(r"examples/\w+\.py", command)}
     assert {"examples/train_tokenizer.py", "examples/extract_codes.py", "examples/train_ar.py",
-            "examples/sample.py", "examples/evaluate.py"} <= scripts  # fmt: skip
+            "examples/sample.py", "examples/evaluate_pipeline.py"} <= scripts  # fmt: skip
     imagenet = " ".join(command for doc, command in checked if doc == "docs/imagenet.md")
     for needle in ("multi_gpu.yaml", "multi_node.yaml", "fsdp.yaml", "--flip_augmentation", "--num_samples 50000",
                    "--model_config imagenet-256", "vcq analyze entropy", "vcq analyze probe"):  # fmt: skip

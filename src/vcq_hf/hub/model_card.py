@@ -828,7 +828,7 @@ def build_demo_card(
                 results[f"{label}: final {key}"] = value
     if ar_summary.get("num_train_sequences") is not None:
         results["prior: training sequences (with flips)"] = ar_summary["num_train_sequences"]
-    # metrics.json files written by examples/evaluate.py, copied next to the checkpoint as evaluation*.json
+    # metrics.json files written by examples/evaluate_pipeline.py, copied next to the checkpoint as evaluation*.json
     for path in sorted(demo_dir.glob("evaluation*.json")):
         evaluation = _read_json(path) or {}
         setting = (

@@ -8,7 +8,7 @@ them, extracts the reference features and writes `metrics.json` with FID, KID, p
 extractor (keys labelled by extractor, e.g. "FID-FMNIST-CNN"), the sampling settings and the wall time; with
 `--save_npz` also `samples.npz` in the ADM-evaluator format (`arr_0` uint8 (N, H, W, 3), `arr_1` labels).
 
-    accelerate launch --num_processes 2 examples/evaluate.py --pipeline_path vcq-fmnist \
+    accelerate launch --num_processes 2 examples/evaluate_pipeline.py --pipeline_path vcq-fmnist \
         --reference_dataset fashion-mnist --reference_split test --num_samples_per_class 1000 \
         --feature_extractors fmnist-cnn --output_dir eval-fmnist --save_npz
 
