@@ -65,6 +65,15 @@ def test_prefix_lengths():
         prefix_lengths(0)
 
 
+def test_docstring_examples():
+    import doctest
+
+    from vcq_hf import gradio_app
+
+    results = doctest.testmod(gradio_app)
+    assert results.attempted > 0 and results.failed == 0
+
+
 def test_class_choices_show_names_and_ids(demo):
     assert demo.class_choices() == [("0: cat", 0), ("1: dog", 1), ("2: fish", 2)]
 

@@ -191,6 +191,18 @@ class VCQDemo:
     ) -> tuple[list[Image.Image], Generation]:
         """Sample `num_images` images of one class; image i uses a generator seeded with `seed + i`.
 
+        Args:
+            class_label (`int` or `str`): a class id or name, resolved by `VCQPipeline.resolve_class_labels`.
+            num_images (`int`): images to draw, in `[1, MAX_IMAGES]`.
+            guidance_scale (`float`): classifier-free guidance scale (1 = none), checked by the pipeline.
+            guidance_schedule (`str`): one of the pipeline's `GUIDANCE_SCHEDULES`.
+            temperature (`float`): sampling temperature, > 0.
+            top_k (`int`, *optional*): keep the k most likely codes; `None` = off.
+            top_p (`float`, *optional*): nucleus threshold in (0, 1]; `None` or 1 = off.
+            seed (`int`): in `[0, MAX_SEED]`.
+            progress (`Callable[[float, str], Any]`, *optional*): called after every token with the fraction done
+                and a description.
+
         Returns:
             `tuple[list[PIL.Image.Image], Generation]`: the images, and what the VCQ view needs to redo them.
 
@@ -232,6 +244,11 @@ class VCQDemo:
         Tokens k .. T-1 are filled greedily by the prior (argmax of the guided logits, with the guidance of the
         generation, under the VCQ mask), so the image with k tokens shows what the first k tokens fix. All prefix
         lengths run as one batch of the pipeline; a callback forces each row's first k tokens.
+
+        Args:
+            generation (`Generation`): what `generate` returned next to the images.
+            index (`int`): which of its images, 0-based.
+            progress (`Callable[[float, str], Any]`, *optional*): called after every token.
 
         Returns:
             `list[tuple[PIL.Image.Image, str]]`: one `(image, caption)` per k; the last one is the image itself.
