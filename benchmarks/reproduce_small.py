@@ -74,20 +74,33 @@ class TokenizerRecipe:
     source: str
 
 
-def tokenizer_recipe() -> TokenizerRecipe:
-    """The one place the study reads its tokenizer recipe from.
+TOKENIZER_V2_STEPS = 1400  # what tokenizer v2's 40-minute budget reached on this machine (uniform 1371, linear 1368)
 
-    Tokenizer v2 (issue 12) defines the recipe; until it is on main this returns the v1 study's recipe (small-32px,
-    MSE, 900 steps), and switching to v2 is a change of this function only. The recipe is written into
-    `settings.json`, so a study folder never mixes tokenizers of two recipes.
+
+def tokenizer_recipe() -> TokenizerRecipe:
+    """The one place the study reads its tokenizer recipe from: tokenizer v2 (issue 12).
+
+    The v2 recipe is the `small-32px` preset plus the defaults of `examples/train_tokenizer.py` (L1 + EfficientNet-Lite0
+    perceptual loss, EMA of the weights), with the data, batch size and learning-rate schedule that
+    `benchmarks/tokenizer_v2.py` trains it with; the preset and batch size are read from that script's own defaults.
+    v2 trains for a wall-time budget (40 minutes); the study needs the same number of steps in every arm, so it
+    trains for the steps that budget reached here. The recipe is written into `settings.json`, so a study folder never
+    mixes tokenizers of two recipes.
     """
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tokenizer_v2", REPO / "benchmarks" / "tokenizer_v2.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    defaults = module.parse_args(["--output_dir", "unused", "--arm", "uniform"])
     return TokenizerRecipe(
-        vq_preset="small-32px",
+        vq_preset=defaults.preset,
         vq_overrides={},
-        steps=900,
-        batch_size=64,
-        extra_args=("--random_flip", "--learning_rate", "1e-3", "--lr_scheduler", "cosine", "--lr_warmup_steps", "45"),
-        source="v1 (study v1's recipe; tokenizer v2 not on main yet)",
+        steps=TOKENIZER_V2_STEPS,
+        batch_size=defaults.batch_size,
+        # as benchmarks/tokenizer_v2.py's train() passes them
+        extra_args=("--random_flip", "--lr_scheduler", "constant_with_warmup", "--lr_warmup_steps", "100"),
+        source="tokenizer v2 (benchmarks/tokenizer_v2.py recipe, fixed step count)",
     )
 
 
@@ -179,12 +192,12 @@ def smoke_settings() -> StudySettings:
                 decoder_num_layers=1,
                 encoder_num_heads=2,
                 decoder_num_heads=2,
-                num_tokens=6,
                 codebook_size=32,
+                decoder_conv_channels=8,
             ),  # fmt: skip
             steps=3,
             batch_size=8,
-            extra_args=("--random_flip", "--learning_rate", "1e-3"),
+            extra_args=("--random_flip", "--perceptual_loss", "none", "--learning_rate", "1e-3"),
             source="smoke",
         ),
         domains={
@@ -381,7 +394,7 @@ class Study:
         domain, arm = s.domains[domain_name], self.arms[arm_name]
         overrides = {
             **recipe.vq_overrides,
-            "num_tokens": s.num_tokens,
+            "num_image_tokens": s.num_tokens,
             "codebook_size": s.k_max,
             "schedule": arm.schedule,
             "k_min": arm.k_min,
