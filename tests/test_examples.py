@@ -310,7 +310,7 @@ def test_train_ar_pipeline_and_sample(workspace, tmp_path):
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step-000002.png", "step-000004.png"]
     assert (out / "sample_grid.png").is_file()
     card = ModelCard.load(out / "README.md")
-    assert card.data.pipeline_tag == "unconditional-image-generation" and card.data.library_name == "diffusers"
+    assert card.data.pipeline_tag == "text-to-image" and card.data.library_name == "diffusers"
     assert "VCQPipeline.from_pretrained" in card.text and "digit" in card.text
     assert "Code usage over" in card.text  # carried over from the tokenizer's training_summary.json
     summary = json.loads((out / "training_summary.json").read_text())
@@ -473,7 +473,7 @@ def test_model_card_metadata_and_sections(workspace):
     )
     data = card.data.to_dict()
     assert data["library_name"] == "diffusers"
-    assert data["pipeline_tag"] == "unconditional-image-generation"
+    assert data["pipeline_tag"] == "text-to-image"
     assert data["datasets"] == ["zalando-datasets/fashion_mnist"]
     assert data["metrics"] == ["fid"] and data["license"] == "apache-2.0"
     assert "schedule-log" in data["tags"]

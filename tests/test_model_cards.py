@@ -48,8 +48,9 @@ def preset_cards() -> dict[str, str]:
 @pytest.mark.parametrize("preset", mc.AR_PRESETS)
 def test_preset_card_metadata_and_numbers_match_the_code(preset_cards, preset):
     meta, body = split_card(preset_cards[preset])
-    assert meta["library_name"] == "vcq_hf"
-    assert meta["pipeline_tag"] == "unconditional-image-generation"
+    assert meta["library_name"] == "diffusers"
+    assert meta["pipeline_tag"] == "text-to-image" and "class-conditional-image-generation" in meta["tags"]
+    assert "model-index" not in meta  # nothing on a preset card was measured by this project
     assert meta["license"] == "apache-2.0"
     assert meta["datasets"] == ["ILSVRC/imagenet-1k"]
     assert meta["metrics"] == ["fid", "accuracy"]
@@ -154,7 +155,7 @@ def test_demo_card_reads_its_figures_from_the_files(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(results))
     text = str(mc.build_demo_card(tmp_path / "demo", results_path=tmp_path / "results.json"))
     meta, body = split_card(text)
-    assert meta["library_name"] == "vcq_hf" and meta["datasets"] == ["zalando-datasets/fashion_mnist"]
+    assert meta["library_name"] == "diffusers" and meta["datasets"] == ["zalando-datasets/fashion_mnist"]
     assert table_value(body, "tokens per image (T)") == "5" and table_value(body, "K_max (codebook size)") == "37"
     assert table_value(body, "tokenizer: optimizer steps") == "321"
     assert table_value(body, "prior: final loss") == "4.56"
@@ -169,9 +170,15 @@ def test_demo_card_reads_its_figures_from_the_files(tmp_path):
     evaluation = {"metrics": {"FID-FMNIST-CNN": 12.3456789, "FID-FMNIST-CNN-std": 1.0}, "num_samples": 50,
                   "guidance_scale": 2.0, "num_reference": 100, "reference_split": "test"}  # fmt: skip
     (tmp_path / "demo" / "evaluation_cfg2.json").write_text(json.dumps(evaluation))
-    _, body = split_card(str(mc.build_demo_card(tmp_path / "demo", results_path=tmp_path / "results.json")))
+    meta, body = split_card(str(mc.build_demo_card(tmp_path / "demo", results_path=tmp_path / "results.json")))
     assert table_value(body, "samples (50 samples, guidance 2, vs 100 test images): FID-FMNIST-CNN") == "12.3457"
     assert "FID-FMNIST-CNN-std" not in body
+    # ... and the card's model-index eval results (measured on this checkpoint)
+    (result,) = meta["model-index"][0]["results"]
+    assert result["dataset"]["type"] == "zalando-datasets/fashion_mnist" and result["dataset"]["split"] == "test"
+    assert result["metrics"] == [
+        {"type": "fid", "value": 12.3457, "name": "FID-FMNIST-CNN (50 samples, guidance 2, vs 100 test images)"}
+    ]
     (tmp_path / "demo" / "evaluation_cfg2.json").unlink()
     # Without a stored tokenizer command the card says where the tokenizer's run is summarised instead.
     summary_path = tmp_path / "demo" / "training_summary_tokenizer.json"
@@ -192,9 +199,10 @@ def test_demo_card_reads_its_figures_from_the_files(tmp_path):
     reason="the bundled demo checkpoint (src/vcq_hf/demo/model_index.json) is not there yet",
 )
 def test_committed_demo_card_matches_the_bundled_checkpoint():
-    text = str(mc.build_demo_card(DEMO))
+    text = str(mc.build_demo_card(DEMO, results_path=REPO / mc.REPRODUCTION_RESULTS, card_dir=CARDS))
     meta, body = split_card(text)
-    assert meta["library_name"] == "vcq_hf"
+    assert meta["library_name"] == "diffusers" and meta["pipeline_tag"] == "text-to-image"
+    assert {metric["type"] for metric in meta["model-index"][0]["results"][0]["metrics"]} >= {"fid", "accuracy"}
     pipe = VCQPipeline.from_pretrained(DEMO)
     sizes = list(pipe.transformer.config.codebook_sizes)
     assert sizes == list(pipe.vq_model.config.codebook_sizes)
@@ -207,6 +215,24 @@ def test_committed_demo_card_matches_the_bundled_checkpoint():
         assert table_value(body, f"parameters: {name}") == f"{sum(p.numel() for p in module.parameters()):,}"
     path = CARDS / f"{mc.DEMO_CARD_NAME}.md"
     assert path.is_file() and path.read_text() == text, f"{path} is stale: run python -m vcq_hf.hub.model_card"
+
+
+@pytest.mark.parametrize("kind", mc.MODEL_CARD_KINDS)
+def test_every_card_has_install_line_citation_and_consistent_metadata(kind, preset_cards):
+    vq_config = VCQVQConfig.from_preset("tiny")
+    ar_config = VCQConfig.from_vq_config(vq_config, preset="tiny")
+    texts = [str(mc.build_model_card(kind, vq_config=vq_config, ar_config=ar_config))]
+    if kind == "pipeline":
+        texts += list(preset_cards.values())
+        texts += [
+            str(VCQPipeline(vq_model=VCQVQModel(vq_config), transformer=VCQForCausalLM(ar_config)).create_model_card())
+        ]
+    for text in texts:
+        meta, body = split_card(text)
+        assert meta["library_name"] == mc.LIBRARY_NAMES[kind] and meta["pipeline_tag"] == mc.PIPELINE_TAGS[kind]
+        assert "## Install" in body and "pip install" in body.split("## Install", 1)[1].split("\n## ", 1)[0]
+        assert "arXiv 2605.06207" in body and "@article{zheng2026taming" in body
+        assert "trust_remote_code=True" in body  # the generic entry point without vcq_hf
 
 
 def test_cli_check_and_unknown_preset(tmp_path, capsys):

@@ -445,8 +445,8 @@ def test_model_card_created_offline(pipe, tmp_path):
     card = pipe.create_model_card()
     assert card.data.library_name == "diffusers"
     assert card.data.license == "apache-2.0"
-    assert {"vcq", "class-conditional", "image-generation"} <= set(card.data.tags)
-    assert "[3, 6, 11, 20, 37]" in card.text and "sea anemone" in card.text
+    assert {"vcq", "class-conditional-image-generation"} <= set(card.data.tags)
+    assert "| codebook sizes K_t | 3, 6, 11, 20, 37 |" in card.text and "sea anemone" in card.text
     assert "VCQPipeline.from_pretrained" in card.text
 
     pipe.save_pretrained(tmp_path / "pipe")

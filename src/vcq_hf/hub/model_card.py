@@ -1,8 +1,17 @@
-"""The one model-card template of vcq_hf, used by the training scripts (always written to `output_dir`) and the docs.
+"""The one model-card builder of vcq_hf: training scripts (always written to `output_dir`), `VCQPipeline.save_pretrained`
+/ `push_to_hub`, and the committed cards in `model_cards/` all render `templates/model_card.md` through
+`huggingface_hub.ModelCard.from_template`.
 
-A card is a `README.md` with Hub YAML metadata (library_name, pipeline_tag, tags, datasets, metrics, license) and
-sections: model summary, configuration (T, K_min, K_max, schedule, parameter counts, entropy-cliff position), how to
-load and sample, training recipe (the exact command and hyper-parameters) and results.
+A card is a `README.md` with Hub YAML metadata (library_name, pipeline_tag, tags, datasets, metrics, license and, for
+a checkpoint whose figures were measured, `model-index` eval results) and sections: summary, configuration (T, K_min,
+K_max, schedule, parameter counts, entropy-cliff position), install, how to load and sample (with vcq_hf, and through
+the generic `DiffusionPipeline` / Auto classes with `trust_remote_code=True` without it), training recipe, results,
+limitations and the paper's citation.
+
+Hub metadata, by kind of folder: a pipeline folder is a diffusers pipeline (`library_name: diffusers`); it maps a class
+name (a string, `pipe("golden retriever")`) to an image, the closest Hub task being `text-to-image`, and carries the
+`class-conditional-image-generation` tag. A tokenizer folder is a transformers model (`library_name: transformers`,
+`image-feature-extraction`).
 """
 
 from __future__ import annotations
@@ -13,17 +22,48 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..schedules import cliff_position
 
 
 MODEL_CARD_KINDS: tuple[str, ...] = ("tokenizer", "pipeline")
+TEMPLATE_PATH: Path = Path(__file__).resolve().parent / "templates" / "model_card.md"
+LIBRARY_NAMES: dict[str, str] = {"pipeline": "diffusers", "tokenizer": "transformers"}
+PIPELINE_TAGS: dict[str, str] = {"pipeline": "text-to-image", "tokenizer": "image-feature-extraction"}
+KIND_TAGS: dict[str, tuple[str, ...]] = {
+    "pipeline": ("class-conditional-image-generation", "autoregressive-image-generation"),
+    "tokenizer": ("image-tokenizer",),
+}
 
 # Built-in data set names -> Hub dataset ids of the same data (for the `datasets` metadata field).
 _HUB_DATASETS = {"fashion-mnist": "zalando-datasets/fashion_mnist"}
 _KNOWN_METRICS = ("fid", "inception_score", "precision", "recall", "psnr", "accuracy")
 _PAPER = "Variable Codebook Size Quantization (VCQ) for autoregressive image generation"
+PAPER_URL = "https://arxiv.org/abs/2605.06207"
+CITATION = """If you use this model, please cite the VCQ paper ([arXiv 2605.06207](https://arxiv.org/abs/2605.06207)):
+
+```bibtex
+@article{zheng2026taming,
+  title   = {Taming the Entropy Cliff: Variable Codebook Size Quantization for Autoregressive Visual Generation},
+  author  = {Zheng, Bowen and Luo, Weijian and Yang, Guang and Zhang, Colin and Hu, Tianyang},
+  journal = {arXiv preprint arXiv:2605.06207},
+  year    = {2026}
+}
+```
+
+and the software (see `CITATION.cff` in the vcq_hf repository)."""
+INSTALL = """With vcq_hf (its models, pipeline, `vcq` command and training scripts), from a checkout of its repository:
+
+```bash
+pip install torch && pip install -e .
+```
+
+Without vcq_hf, the folder's own code runs through the generic classes (`trust_remote_code=True`); that needs only
+
+```bash
+pip install torch transformers diffusers
+```"""
 
 
 def _format_sizes(sizes: Sequence[int]) -> str:
@@ -98,6 +138,15 @@ def _default_usage(kind: str, where: str, id2label: Mapping[int | str, str] | No
             "codes = model.encode(pixel_values).codes  # (B, T), codes[:, t] < K_t",
             'reconstructions = processor.postprocess(model.decode(codes).sample, output_type="pil")',
             "```",
+            "",
+            "Without vcq_hf, through the Auto classes and the code saved with the model:",
+            "",
+            "```python",
+            "from transformers import AutoImageProcessor, AutoModel",
+            "",
+            f'model = AutoModel.from_pretrained("{where}", trust_remote_code=True).eval()',
+            f'processor = AutoImageProcessor.from_pretrained("{where}", trust_remote_code=True)',
+            "```",
         ]
         return lines
     first_label = next(iter(id2label.values())) if id2label else None
@@ -113,8 +162,28 @@ def _default_usage(kind: str, where: str, id2label: Mapping[int | str, str] | No
         "```",
         "",
         "Or from the command line: `vcq generate --model " + where + " --output grid.png`.",
+        "",
+        remote_code_usage(where, first_label),
     ]
     return lines
+
+
+def remote_code_usage(where: str, label: str | None = None) -> str:
+    """Markdown: load a saved pipeline with diffusers' generic `DiffusionPipeline`, without vcq_hf."""
+    label = repr(label) if label else "0"
+    return "\n".join(
+        [
+            "Without vcq_hf, with diffusers' generic entry point and the code saved in the folder:",
+            "",
+            "```python",
+            "import torch",
+            "from diffusers import DiffusionPipeline",
+            "",
+            f'pipe = DiffusionPipeline.from_pretrained("{where}", trust_remote_code=True)',
+            f"image = pipe(class_labels={label}, guidance_scale=2.0, generator=torch.manual_seed(0)).images[0]",
+            "```",
+        ]
+    )
 
 
 def build_model_card(
@@ -145,6 +214,8 @@ def build_model_card(
     reported_results_source: str | None = None,
     extra_sections: Mapping[str, str] | None = None,
     limitations: str | None = None,
+    eval_results: Sequence[EvalResult] | None = None,
+    model_name: str | None = None,
 ) -> ModelCard:
     """Build the model card of a trained VCQ tokenizer or VCQ pipeline.
 
@@ -167,9 +238,8 @@ def build_model_card(
         tags (`Sequence[str]`, *optional*): extra Hub tags.
         title (`str`, *optional*): the card's heading (default: from `kind`).
         summary (`str`, *optional*): Markdown replacing the generated one-paragraph summary.
-        library_name (`str`, *optional*): Hub `library_name` (default: `"diffusers"` for a pipeline,
-            `"transformers"` for a tokenizer).
-        pipeline_tag (`str`, *optional*): Hub `pipeline_tag` (default: from `kind`).
+        library_name (`str`, *optional*): Hub `library_name` (default: `LIBRARY_NAMES[kind]`).
+        pipeline_tag (`str`, *optional*): Hub `pipeline_tag` (default: `PIPELINE_TAGS[kind]`).
         hub_datasets (`Sequence[str]`, *optional*): Hub `datasets` ids (default: derived from `dataset`).
         metrics (`Sequence[str]`, *optional*): Hub `metrics` (default: the known metric names among `results`).
         usage (`str`, *optional*): Markdown replacing the generated "How to use" body.
@@ -179,6 +249,9 @@ def build_model_card(
         extra_sections (`Mapping[str, str]`, *optional*): section title -> Markdown body, placed before
             "Limitations".
         limitations (`str`, *optional*): Markdown replacing the default limitations paragraph.
+        eval_results (`Sequence[huggingface_hub.EvalResult]`, *optional*): measured results of this checkpoint,
+            written to the card's `model-index` metadata (never the paper's figures).
+        model_name (`str`, *optional*): the `model-index` name (default: `repo_id`, else the title).
 
     Returns:
         `huggingface_hub.ModelCard`.
@@ -196,53 +269,42 @@ def build_model_card(
         )
         hub_datasets = [hub_dataset] if hub_dataset else None
     schedule = getattr(vq_config, "schedule", "custom")
+    if title is None:
+        title = "VCQ image tokenizer" if kind == "tokenizer" else "VCQ class-conditional image generation pipeline"
     card_data = ModelCardData(
-        library_name=library_name or ("diffusers" if kind == "pipeline" else "transformers"),
-        pipeline_tag=pipeline_tag
-        or ("unconditional-image-generation" if kind == "pipeline" else "image-feature-extraction"),
+        library_name=library_name or LIBRARY_NAMES[kind],
+        pipeline_tag=pipeline_tag or PIPELINE_TAGS[kind],
         license=license,
         datasets=list(hub_datasets) if hub_datasets else None,
         metrics=list(metrics) or None,
-        tags=[
-            "vcq_hf",
-            "vcq",
-            "image-tokenizer" if kind == "tokenizer" else "autoregressive-image-generation",
-            f"schedule-{schedule}",
-            *tags,
-        ],
+        tags=list(dict.fromkeys(["vcq_hf", "vcq", *KIND_TAGS[kind], f"schedule-{schedule}", *tags])),
+        model_name=(model_name or repo_id or title) if eval_results else None,
+        eval_results=list(eval_results) if eval_results else None,
     )
     where = repo_id or "path/to/this/folder"
-    if title is None:
-        title = "VCQ image tokenizer" if kind == "tokenizer" else "VCQ class-conditional image generation pipeline"
     sizes = list(vq_config.codebook_sizes)
 
-    parts = [f"# {title}", ""]
-    if summary is not None:
-        parts.append(summary.strip())
-    elif kind == "tokenizer":
-        parts.append(
-            f"A 1D ViT image tokenizer trained with {_PAPER}: each {vq_config.image_size}x{vq_config.image_size} "
-            f"image becomes T = {len(sizes)} discrete codes, and position t chooses among the first K_t entries of "
-            f"one shared codebook of K_max = {sizes[-1]} entries (K_t grows from {sizes[0]} to {sizes[-1]}, "
-            f"`{schedule}` schedule)."
+    if summary is None and kind == "tokenizer":
+        summary = (
+            f"A 1D ViT image tokenizer trained with {_PAPER} ([paper]({PAPER_URL})): each {vq_config.image_size}x"
+            f"{vq_config.image_size} image becomes T = {len(sizes)} discrete codes, and position t chooses among the "
+            f"first K_t entries of one shared codebook of K_max = {sizes[-1]} entries (K_t grows from {sizes[0]} to "
+            f"{sizes[-1]}, `{schedule}` schedule)."
         )
-    else:
-        num_classes = getattr(ar_config, "num_classes", None)
-        parts.append(
-            f"A class-conditional autoregressive image generator trained with {_PAPER}: a Llama-style prior "
-            f"(`VCQForCausalLM`) over the T = {len(sizes)} codes of a VCQ tokenizer (`VCQVQModel`), sampled with "
-            f"classifier-free guidance by `VCQPipeline`. {num_classes} classes; K_t grows from {sizes[0]} to "
-            f"{sizes[-1]} (`{schedule}` schedule)."
+    elif summary is None:
+        summary = (
+            f"A class-conditional autoregressive image generator trained with {_PAPER} ([paper]({PAPER_URL})): a "
+            f"Llama-style prior (`VCQForCausalLM`) over the T = {len(sizes)} codes of a VCQ tokenizer (`VCQVQModel`), "
+            f"sampled with classifier-free guidance by `VCQPipeline`. {getattr(ar_config, 'num_classes', None)} "
+            f"classes; K_t grows from {sizes[0]} to {sizes[-1]} (`{schedule}` schedule)."
         )
+    trained_on = None
     if dataset:
-        parts.append(f"\nTrained on: `{dataset}`" + (f" ({num_train_images:,} images)." if num_train_images else "."))
-    if sample_image:
-        parts += ["", f"![samples]({sample_image})"]
+        trained_on = f"Trained on: `{dataset}`" + (f" ({num_train_images:,} images)." if num_train_images else ".")
 
-    parts += ["", "## Configuration", "", _table(_schedule_rows(vq_config, num_train_images))]
-    parts += ["", _table(_tokenizer_rows(vq_config))]
+    configuration = [_table(_schedule_rows(vq_config, num_train_images)), "", _table(_tokenizer_rows(vq_config))]
     if ar_config is not None:
-        parts += [
+        configuration += [
             "",
             _table(
                 {
@@ -259,64 +321,60 @@ def build_model_card(
             ),
         ]
     if num_parameters:
-        parts += ["", _table({f"parameters: {name}": f"{count:,}" for name, count in num_parameters.items()})]
+        configuration += ["", _table({f"parameters: {name}": f"{count:,}" for name, count in num_parameters.items()})]
     if id2label:
         labels = ", ".join(f"{k}: {v}" for k, v in sorted(id2label.items(), key=lambda kv: int(kv[0])))
-        parts += ["", f"Classes: {labels}."]
+        configuration += ["", f"Classes: {labels}."]
 
-    parts += ["", "## How to use", ""]
-    if usage is not None:
-        parts.append(usage.strip())
-    else:
-        parts += _default_usage(kind, where, id2label)
+    recipe = []
+    if command:
+        recipe += ["```bash", command, "```", ""]
+    if training_args:
+        keep = {k: v for k, v in training_args.items() if v is not None and k not in ("hub_token",)}
+        recipe += ["<details><summary>All hyper-parameters</summary>\n", _table(keep), "\n</details>"]
 
-    if command or training_args:
-        parts += ["", "## Training recipe", ""]
-        if command:
-            parts += ["```bash", command, "```", ""]
-        if training_args:
-            keep = {k: v for k, v in training_args.items() if v is not None and k not in ("hub_token",)}
-            parts.append("<details><summary>All hyper-parameters</summary>\n")
-            parts.append(_table(keep))
-            parts.append("\n</details>")
+    results_parts = []
+    if results:
+        results_parts.append(_table(results))
+    if code_usage:
+        fractions = code_usage.get("usage_fraction_per_position")
+        results_parts += [
+            "",
+            f"Code usage over {code_usage.get('num_images', '?')} training images "
+            "(distinct codes used at position t / K_t):",
+            "",
+            "```",
+            " ".join(f"{f:.2f}" for f in fractions) if fractions else str(dict(code_usage)),
+            "```",
+        ]
+    if reported_results:
+        results_parts += (["", ""] if results or code_usage else []) + [
+            "### Reported by the paper, not trained by this project",
+            "",
+        ]
+        if reported_results_source:
+            results_parts += [reported_results_source.strip(), ""]
+        results_parts.append(_table(reported_results))
 
-    if results or code_usage or reported_results:
-        parts += ["", "## Results", ""]
-        if results:
-            parts.append(_table(results))
-        if code_usage:
-            fractions = code_usage.get("usage_fraction_per_position")
-            parts += [
-                "",
-                f"Code usage over {code_usage.get('num_images', '?')} training images "
-                "(distinct codes used at position t / K_t):",
-                "",
-                "```",
-                " ".join(f"{f:.2f}" for f in fractions) if fractions else str(dict(code_usage)),
-                "```",
-            ]
-        if reported_results:
-            parts += (["", ""] if results or code_usage else []) + [
-                "### Reported by the paper, not trained by this project",
-                "",
-            ]
-            if reported_results_source:
-                parts += [reported_results_source.strip(), ""]
-            parts.append(_table(reported_results))
-
-    for section_title, body in (extra_sections or {}).items():
-        parts += ["", f"## {section_title}", "", body.strip()]
-
-    parts += [
-        "",
-        "## Limitations",
-        "",
-        limitations.strip()
+    card = ModelCard.from_template(
+        card_data,
+        template_path=TEMPLATE_PATH,
+        title=title,
+        summary=summary.strip(),
+        trained_on=trained_on,
+        sample_image=sample_image,
+        configuration="\n".join(configuration).strip(),
+        install=INSTALL,
+        usage=usage.strip() if usage is not None else "\n".join(_default_usage(kind, where, id2label)),
+        recipe="\n".join(recipe).strip(),
+        results="\n".join(results_parts).strip(),
+        extra_sections=[(name, body.strip()) for name, body in (extra_sections or {}).items()],
+        limitations=limitations.strip()
         if limitations
         else "Samples reflect the training data only; small demo models give low-resolution, imperfect images.",
-    ]
-    content = f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(parts) + "\n"
-    return ModelCard(content)
+        citation=CITATION,
+    )
+    return card
 
 
 def save_model_card(output_dir: str | os.PathLike, **kwargs: Any) -> Path:
@@ -339,8 +397,9 @@ IMAGENET_HUB_DATASET = "ILSVRC/imagenet-1k"
 IMAGENET_TRAIN_IMAGES = 1_281_167
 DEMO_DIR: Path = Path(__file__).resolve().parents[1] / "demo"
 DEMO_CARD_NAME = "vcq-demo-fmnist"
-# docs/reproduction/results.json of a source checkout (written by benchmarks/reproduce_small.py --report).
-REPRODUCTION_RESULTS: Path = Path(__file__).resolve().parents[3] / "docs" / "reproduction" / "results.json"
+# The small-scale study's results in a source checkout (benchmarks/reproduce_small.py --report), relative to the
+# working directory of `python -m vcq_hf.hub.model_card` (the repository root); the package never reads docs/ itself.
+REPRODUCTION_RESULTS = Path("docs") / "reproduction" / "results.json"
 
 # The ImageNet recipe of docs/imagenet.md: tokenizer steps x global batch, and AR epochs over the flip-augmented
 # code set (2 x 1,281,167 rows; 150 epochs = 300 passes over the ImageNet-size set, LlamaGen's budget).
@@ -610,6 +669,8 @@ def build_preset_card(preset: str) -> ModelCard:
             f"vcq generate --model runs/{preset}-in256 --class-labels 207 360 387 974 --guidance-scale 2.0 \\",
             "  --device cuda --dtype bfloat16 --output grid.png",
             "```",
+            "",
+            remote_code_usage(f"runs/{preset}-in256", "tench, Tinca tinca"),
         ]
     )
     config_file = _PRESET_LAUNCH[preset][0]
@@ -644,7 +705,6 @@ def build_preset_card(preset: str) -> ModelCard:
         command=imagenet_recipe_commands(preset),
         title=f"{name}: VCQ class-conditional ImageNet 256x256 generator (preset `{preset}`, not trained here)",
         summary=summary,
-        library_name="vcq_hf",
         hub_datasets=[IMAGENET_HUB_DATASET],
         metrics=["fid", "accuracy"],
         usage=usage,
@@ -683,10 +743,12 @@ def _demo_summaries(demo_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def _readme_bash_block(readme: Path) -> str | None:
+    """The first bash block of the card's "Training recipe" section (else of the whole card, for older cards)."""
     if not readme.is_file():
         return None
     text = readme.read_text()
-    start = text.find("```bash\n")
+    recipe = text.find("\n## Training recipe")
+    start = text.find("```bash\n", max(recipe, 0))
     if start < 0:
         return None
     end = text.find("```", start + 8)
@@ -774,27 +836,51 @@ def _study_section(results: Mapping[str, Any]) -> str | None:
     return "\n".join(lines)
 
 
-def _demo_sample_image(demo_dir: Path) -> str | None:
-    """The demo's sample grid, as a link relative to model_cards/ when the demo is the one in the source tree."""
+# examples/evaluate_pipeline.py metric names (without the feature-space suffix) -> Hub metric ids.
+_METRIC_TYPES = {
+    "FID": "fid",
+    "KID": "kid",
+    "IS": "inception_score",
+    "precision": "precision",
+    "recall": "recall",
+    "class-accuracy": "accuracy",
+}
+
+
+def _metric_type(key: str) -> str:
+    """`"FID-FMNIST-CNN"` -> `"fid"`, `"class-accuracy-FMNIST-CNN"` -> `"accuracy"`: the Hub metric id of a score
+    named `<metric>-<feature space>` by examples/evaluate_pipeline.py."""
+    for name, metric_type in _METRIC_TYPES.items():
+        if key == name or key.startswith(f"{name}-"):
+            return metric_type
+    return "accuracy" if "accuracy" in key else key.lower()
+
+
+def _demo_sample_image(demo_dir: Path, card_dir: str | os.PathLike | None) -> str | None:
+    """The demo's sample grid, as a link relative to the folder the card is written to (none without one)."""
     grid = demo_dir / "sample_grid.png"
-    if not grid.is_file():
+    if not grid.is_file() or card_dir is None:
         return None
-    try:
-        return "../" + grid.resolve().relative_to(REPRODUCTION_RESULTS.parents[2]).as_posix()
-    except ValueError:
-        return None
+    return Path(os.path.relpath(grid.resolve(), Path(card_dir).resolve())).as_posix()
 
 
 def build_demo_card(
-    demo_dir: str | os.PathLike = DEMO_DIR, results_path: str | os.PathLike | None = None
+    demo_dir: str | os.PathLike = DEMO_DIR,
+    results_path: str | os.PathLike | None = None,
+    card_dir: str | os.PathLike | None = None,
 ) -> ModelCard:
     """The model card of the demo checkpoint bundled in `vcq_hf/demo/`, with every figure read from its files.
 
     Args:
         demo_dir (`str` or `os.PathLike`, *optional*): the demo `VCQPipeline` folder (model_index.json, vq_model/,
             transformer/, training_summary.json files).
-        results_path (`str` or `os.PathLike`, *optional*): a `benchmarks/reproduce_small.py` results.json
-            (default: `docs/reproduction/results.json` of the source checkout, used when it exists).
+        results_path (`str` or `os.PathLike`, *optional*): a `benchmarks/reproduce_small.py` results.json for the
+            small-scale study section (none without it).
+        card_dir (`str` or `os.PathLike`, *optional*): the folder the card will be written to, for a relative link
+            to the demo's sample grid (no image without it).
+
+    The demo's own evaluations (`evaluation*.json`, written by `examples/evaluate_pipeline.py`) become the card's
+    `model-index` eval results.
 
     Raises:
         `FileNotFoundError`: if `demo_dir` has no `model_index.json`.
@@ -829,6 +915,7 @@ def build_demo_card(
     if ar_summary.get("num_train_sequences") is not None:
         results["prior: training sequences (with flips)"] = ar_summary["num_train_sequences"]
     # metrics.json files written by examples/evaluate_pipeline.py, copied next to the checkpoint as evaluation*.json
+    eval_results = []
     for path in sorted(demo_dir.glob("evaluation*.json")):
         evaluation = _read_json(path) or {}
         setting = (
@@ -838,9 +925,20 @@ def build_demo_card(
         for key, value in (evaluation.get("metrics") or {}).items():
             if not key.endswith("-std"):
                 results[f"samples ({setting}): {key}"] = round(value, 4)
+                eval_results.append(
+                    EvalResult(
+                        task_type="text-to-image",
+                        task_name="Class-conditional image generation",
+                        dataset_type="zalando-datasets/fashion_mnist",
+                        dataset_name="Fashion-MNIST 32x32",
+                        dataset_split=str(evaluation.get("reference_split")),
+                        metric_type=_metric_type(key),
+                        metric_name=f"{key} ({setting})",
+                        metric_value=round(float(value), 4),
+                    )
+                )
     code_usage = vq_summary.get("code_usage")
-    results_file = Path(results_path) if results_path is not None else REPRODUCTION_RESULTS
-    study = _read_json(results_file)
+    study = _read_json(Path(results_path)) if results_path is not None else None
     extra = {}
     command = _demo_command(demo_dir, summaries)
     if vq_summary and (command is None or "train_tokenizer" not in command):
@@ -867,6 +965,8 @@ def build_demo_card(
             "```",
             "",
             "From the command line (`--model` defaults to the bundled demo): `vcq generate --output grid.png`.",
+            "",
+            remote_code_usage("path/to/vcq_hf/demo", next(iter(id2label.values()), None)),
         ]
     )
     card = build_model_card(
@@ -890,23 +990,28 @@ def build_demo_card(
             "Fashion-MNIST classes at 32x32. Every figure below is read from the checkpoint's own files "
             f"(configs, {sources})."
         ),
-        library_name="vcq_hf",
         hub_datasets=["zalando-datasets/fashion_mnist"],
-        metrics=["fid"] if study else [],
+        metrics=["fid"] if study or eval_results else [],
         usage=usage,
         extra_sections=extra,
         tags=["fashion-mnist", "class-conditional", "demo"],
-        sample_image=_demo_sample_image(demo_dir),
+        sample_image=_demo_sample_image(demo_dir, card_dir),
+        eval_results=eval_results,
+        model_name="vcq-demo-fmnist",
     )
     return card
 
 
-def render_model_cards(output_dir: str | os.PathLike, demo_dir: str | os.PathLike = DEMO_DIR) -> dict[str, str]:
-    """Render every card: `{file name: text}` for the four ImageNet presets and, when present, the demo."""
-    del output_dir  # the names do not depend on the folder; kept for a symmetric CLI
+def render_model_cards(
+    output_dir: str | os.PathLike,
+    demo_dir: str | os.PathLike = DEMO_DIR,
+    results_path: str | os.PathLike | None = REPRODUCTION_RESULTS,
+) -> dict[str, str]:
+    """Render every card: `{file name: text}` for the four ImageNet presets and, when present, the demo (with the
+    study results at `results_path` when that file exists, and its sample grid linked relative to `output_dir`)."""
     cards = {f"{preset}.md": str(build_preset_card(preset)) for preset in AR_PRESETS}
     if (Path(demo_dir) / "model_index.json").is_file():
-        cards[f"{DEMO_CARD_NAME}.md"] = str(build_demo_card(demo_dir))
+        cards[f"{DEMO_CARD_NAME}.md"] = str(build_demo_card(demo_dir, results_path=results_path, card_dir=output_dir))
     return cards
 
 
@@ -920,6 +1025,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--preset", nargs="*", default=None, help=f"Only these cards: {', '.join(AR_PRESETS)}, {DEMO_CARD_NAME}."
     )
     parser.add_argument("--demo_dir", default=str(DEMO_DIR), help="The demo VCQPipeline folder.")
+    parser.add_argument(
+        "--reproduction_results",
+        default=str(REPRODUCTION_RESULTS),
+        help="The study's results.json for the demo card (default: docs/reproduction/results.json).",
+    )
     parser.add_argument("--check", action="store_true", help="Exit 1 if a committed card differs from a fresh one.")
     parser.add_argument("--compute_estimates", action="store_true", help="Print the GPU-hour estimate table.")
     args = parser.parse_args(argv)
@@ -930,7 +1040,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [name for name in args.preset or [] if name not in known]
     if unknown:
         parser.error(f"unknown --preset {unknown}; expected names from {known}.")
-    cards = render_model_cards(args.output_dir, args.demo_dir)
+    cards = render_model_cards(args.output_dir, args.demo_dir, args.reproduction_results)
     if args.preset:
         cards = {name: text for name, text in cards.items() if name.removesuffix(".md") in args.preset}
     stale = []

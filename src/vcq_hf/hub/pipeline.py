@@ -29,9 +29,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from diffusers.utils.hub_utils import MODEL_CARD_TEMPLATE_PATH, load_or_create_model_card, populate_model_card
-from huggingface_hub import ModelCard, ModelCardData, create_repo, snapshot_download
-from huggingface_hub.errors import LocalEntryNotFoundError
+from huggingface_hub import ModelCard, create_repo, snapshot_download
+from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
 from ..utils import logging
 
@@ -50,7 +49,12 @@ HUB_ALLOW_PATTERNS: tuple[str, ...] = (
     "*/*.safetensors.index.json",
 )
 
-MODEL_CARD_TAGS: tuple[str, ...] = ("vcq", "vcq_hf", "class-conditional", "image-generation", "autoregressive")
+MODEL_CARD_TAGS: tuple[str, ...] = (
+    "vcq",
+    "vcq_hf",
+    "class-conditional-image-generation",
+    "autoregressive-image-generation",
+)
 
 
 # diffusers' custom-pipeline names in a saved model_index.json, and the library modules they stand for.
@@ -165,62 +169,57 @@ class VCQPipelineHubMixin:
         r"""
         Load the model card at `repo_id_or_path`, or create one that describes this pipeline; then tag it.
 
-        A local `README.md` (or a folder holding one) is loaded as is. A Hub repository id goes through diffusers'
-        `load_or_create_model_card` (which falls back to its template when the repo has no card, or offline when no
-        card is cached). With `None`, or a local folder without `README.md`, a new card is written from diffusers'
-        model-card template, with a description of the components, the schedule, the classes and a usage snippet,
-        without any network access. Every card then goes through diffusers' `populate_model_card` with
-        `MODEL_CARD_TAGS`.
+        A local `README.md` (or a folder holding one) is loaded as is, and so is the card of a Hub repository id
+        when it can be fetched. Otherwise (`None`, a local folder without `README.md`, a repository without a card,
+        or offline) a new card comes from vcq_hf's one card builder ([`~vcq_hf.hub.model_card.build_model_card`]):
+        components, schedule, parameter counts, classes, install line, usage with vcq_hf and with
+        `DiffusionPipeline(..., trust_remote_code=True)`, and the paper's citation. Every card then gets the
+        `MODEL_CARD_TAGS` it lacks, and the builder's `library_name` / `pipeline_tag` when it has none.
 
         Args:
             repo_id_or_path (`str` or `os.PathLike`, *optional*): Hub repo id, local README.md, or local folder.
             token (`str`, *optional*): Hub token, when `repo_id_or_path` is a repo id.
-            model_description (`str`, *optional*): Markdown replacing the generated description of a new card.
+            model_description (`str`, *optional*): Markdown replacing the generated summary of a new card.
             license (`str`, *optional*, defaults to `"apache-2.0"`): license of a new card.
 
         Returns:
             `huggingface_hub.ModelCard`: the card, with `library_name` set and tagged.
         """
-        description = model_description or self._model_description()
+        from .model_card import LIBRARY_NAMES, PIPELINE_TAGS, build_model_card
+
         path = None if repo_id_or_path is None else os.fspath(repo_id_or_path)
+        card = None
         if path is not None and os.path.isdir(path):
             readme = os.path.join(path, "README.md")
-            path = readme if os.path.isfile(readme) else None
-        if path is None:
-            card = ModelCard.from_template(
-                card_data=ModelCardData(license=license, library_name="diffusers", inference=False),
-                template_path=MODEL_CARD_TEMPLATE_PATH,
-                model_description=description,
+            card = ModelCard.load(readme) if os.path.isfile(readme) else None
+        elif path is not None and os.path.isfile(path):
+            card = ModelCard.load(path)
+        elif path is not None:
+            try:
+                card = ModelCard.load(path, token=token)
+            except (EntryNotFoundError, RepositoryNotFoundError, LocalEntryNotFoundError) as err:
+                logger.info("No model card in %s (%s); writing a new one", path, type(err).__name__)
+        if card is None:
+            card = build_model_card(
+                "pipeline",
+                vq_config=self.vq_model.config,
+                ar_config=self.transformer.config,
+                num_parameters={
+                    "transformer (`VCQForCausalLM`)": self.transformer.num_parameters(),
+                    "vq_model (`VCQVQModel`)": self.vq_model.num_parameters(),
+                },
+                id2label=self.id2label,
+                repo_id=path if path is not None and not os.path.exists(path) else None,
+                license=license,
+                summary=model_description,
             )
-        else:
-            card = load_or_create_model_card(
-                path, token=token, from_training=True, model_description=description, license=license
-            )
-        existing = set(card.data.tags or [])
-        card = populate_model_card(card, tags=[tag for tag in MODEL_CARD_TAGS if tag not in existing])
+        existing = list(card.data.tags or [])
+        card.data.tags = existing + [tag for tag in MODEL_CARD_TAGS if tag not in existing]
+        if card.data.get("library_name") is None:
+            card.data.library_name = LIBRARY_NAMES["pipeline"]
         if card.data.get("pipeline_tag") is None:
-            card.data.pipeline_tag = "unconditional-image-generation"
+            card.data.pipeline_tag = PIPELINE_TAGS["pipeline"]
         return card
-
-    def _model_description(self) -> str:
-        ar, vq = self.transformer.config, self.vq_model.config
-        sizes = list(ar.codebook_sizes)
-        shown = ", ".join(str(s) for s in sizes[:6]) + (", ..." if len(sizes) > 6 else "")
-        names = self.id2label
-        classes = ", ".join(f"{i}: {names[i]}" for i in sorted(names)[:20]) if names else "no names (ids only)"
-        if len(names) > 20:
-            classes += f", ... ({len(names)} names)"
-        return (
-            "# VCQPipeline\n\n"
-            "Class-conditional autoregressive image generation with Variable Codebook Size Quantization (VCQ): "
-            f"a {ar.num_hidden_layers}-layer Llama prior (hidden size {ar.hidden_size}) over "
-            f"{ar.num_image_tokens} image tokens, and a VCQ tokenizer for {vq.image_size}x{vq.image_size} images.\n\n"
-            f"- codebook sizes K_t: [{shown}] (K_max = {ar.codebook_size})\n"
-            f"- classes ({ar.num_classes}): {classes}\n\n"
-            "```python\nimport torch\nfrom vcq_hf import VCQPipeline\n\n"
-            'pipe = VCQPipeline.from_pretrained("<this repo or folder>")\n'
-            "images = pipe(class_labels=[0, 1], guidance_scale=4.0, generator=torch.manual_seed(0)).images\n```\n"
-        )
 
     def save_pretrained(
         self,
