@@ -109,11 +109,11 @@ def build_model(args: argparse.Namespace, vq_config, num_classes: int) -> VCQFor
     if os.path.isdir(source):
         with explain_unreadable_weights(source):
             model = VCQForCausalLM.from_pretrained(source, **overrides)
-        if list(model.config.codebook_sizes) != list(vq_config.codebook_sizes):
-            raise ValueError(
-                f"The model in {source} has codebook_sizes {list(model.config.codebook_sizes)} but the codes were "
-                f"made with {list(vq_config.codebook_sizes)}."
-            )
+        model.config.codebook_schedule.require_equal(
+            vq_config.codebook_schedule,
+            f"codebook_sizes of the model in {source}",
+            "codebook_sizes of the tokenizer that made the codes",
+        )
         return model
     if os.path.isfile(source):
         with open(source) as f:
@@ -157,11 +157,11 @@ def main(args: argparse.Namespace) -> VCQPipeline:
     vq_model_path = args.vq_model_path or meta["vq_model_path"]
     with explain_unreadable_weights(vq_model_path):
         vq_model = VCQVQModel.from_pretrained(vq_model_path).eval().requires_grad_(False)
-    if list(vq_model.config.codebook_sizes) != list(meta["codebook_sizes"]):
-        raise ValueError(
-            f"The tokenizer {vq_model_path} has codebook_sizes {list(vq_model.config.codebook_sizes)} but the codes "
-            f"in {args.codes_dir} were made with {meta['codebook_sizes']}."
-        )
+    vq_model.config.codebook_schedule.require_equal(
+        meta["codebook_sizes"],
+        f"codebook_sizes of the tokenizer {vq_model_path}",
+        f"codebook_sizes of the codes in {args.codes_dir} (vcq_meta.json)",
+    )
     # Another tokenizer with the same schedule would decode these codes into noise without any error: compare the
     # weights' fingerprint recorded when the codes were extracted (older code sets have none).
     expected = meta.get("vq_model_fingerprint")

@@ -155,3 +155,46 @@ def test_report_table_and_cli(capsys):
     assert "| constant | 16384" in out and "2 / 256" in out
     with pytest.raises(SystemExit):
         main(["--k-min", "0"])
+
+
+# ------------------------------------------------------------------------------------------------ CodebookSchedule
+def test_codebook_schedule_is_one_immutable_validated_value():
+    import pickle
+
+    import torch
+
+    from vcq_hf.schedules import CodebookSchedule
+
+    schedule = CodebookSchedule.cached([2, 4, 8, 8])
+    assert schedule is CodebookSchedule.cached((2, 4, 8, 8)) is CodebookSchedule.coerce(schedule)
+    assert schedule == [2, 4, 8, 8] and schedule == (2, 4, 8, 8) and list(schedule) == [2, 4, 8, 8]
+    assert (schedule.num_image_tokens, schedule.k_min, schedule.k_max, schedule[1], len(schedule)) == (4, 2, 8, 4, 4)
+    assert pickle.loads(pickle.dumps(schedule)) == schedule
+    with pytest.raises(AttributeError, match="immutable"):
+        schedule.sizes = (1,)
+    with pytest.raises(ValueError, match="monotone"):
+        CodebookSchedule.cached([4, 2])
+    # cached tensors: built once per device, the same object on every call
+    assert schedule.limits() is schedule.limits("cpu") and schedule.limits().tolist() == [2, 4, 8, 8]
+    mask = schedule.outside_mask(10)
+    assert mask is schedule.outside_mask(10) and mask.shape == (4, 10)
+    assert mask[1].tolist() == [False] * 4 + [True] * 6
+    # the cliff arithmetic as methods
+    assert schedule.cliff_position(16) == cliff_position(16, [2, 4, 8, 8]) == 3
+    assert schedule.capacity_bits() == capacity_bits([2, 4, 8, 8]) == 9.0
+    assert schedule.lookup_cost_ratio() == 4 * 8 / 22
+    # code checks name the first bad entry, its position and range
+    schedule.check_codes(torch.tensor([[1, 3, 7, 0]]))
+    with pytest.raises(
+        ValueError, match=r"codes\[0, 2\] = 8 is not a valid image code at image position 2: .*\[0, 8\)"
+    ):
+        schedule.check_codes(torch.tensor([[1, 3, 8, 0]]))
+    with pytest.raises(ValueError, match=r"ids\[0, 2\] = 9 .* image position 2: allowed range \[0, K_2\) = \[0, 8\)"):
+        schedule.check_codes(torch.tensor([[3, 9]]), first_position=1, name="ids", column_offset=1)
+    schedule.check_codes(torch.tensor([[-100, 3]]), ignore_index=-100)
+    # one place compares two components' schedules
+    schedule.require_equal([2, 4, 8, 8], "a", "b")
+    with pytest.raises(
+        ValueError, match=r"a = \[2, 4, 8, 8\] \(T = 4\) but b = \[2, 4, 8\] \(T = 3\).*equal\. Fix it"
+    ):
+        schedule.require_equal([2, 4, 8], "a", "b", hint="Fix it.")

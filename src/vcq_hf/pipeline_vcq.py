@@ -130,15 +130,13 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
         id2label: dict[int, str] | dict[str, str] | None = None,
     ):
         super().__init__()
-        vq_sizes = [int(size) for size in vq_model.config.codebook_sizes]
-        ar_sizes = [int(size) for size in transformer.config.codebook_sizes]
-        if vq_sizes != ar_sizes:
-            raise ValueError(
-                "The tokenizer and the prior disagree on the codebook-size schedule: "
-                f"vq_model.config.codebook_sizes = {vq_sizes} (T = {len(vq_sizes)}) but "
-                f"transformer.config.codebook_sizes = {ar_sizes} (T = {len(ar_sizes)}). Train the prior on codes of "
-                "this tokenizer (VCQConfig.from_vq_config builds a matching config)."
-            )
+        vq_model.config.codebook_schedule.require_equal(
+            transformer.config.codebook_schedule,
+            "vq_model.config.codebook_sizes",
+            "transformer.config.codebook_sizes",
+            hint="The tokenizer and the prior disagree: train the prior on codes of this tokenizer "
+            "(VCQConfig.from_vq_config builds a matching config).",
+        )
         id2label = self._check_id2label(id2label, transformer.config.num_classes)
         self.register_modules(vq_model=vq_model, transformer=transformer)
         # Registered so that the names are written to model_index.json and come back with from_pretrained.
