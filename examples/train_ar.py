@@ -40,6 +40,7 @@ from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
 from vcq_hf.pipeline_vcq import VCQPipeline  # noqa: E402
 from vcq_hf.sampling import check_sampling_settings  # noqa: E402
 from vcq_hf.training_utils.checkpointing import register_pretrained_hooks, weights_fingerprint  # noqa: E402
+from vcq_hf.training_utils.ema import create_ema  # noqa: E402
 from vcq_hf.training_utils.files import explain_unreadable_weights  # noqa: E402
 
 
@@ -98,6 +99,7 @@ def check_args(args: argparse.Namespace) -> None:
             "--validation_steps, --num_validation_images_per_class, --max_validation_classes must be >= 1."
         )
     check_sampling_settings(guidance_scale=args.validation_guidance_scale)  # the pipeline's check
+    tu.check_finite_flags(args)  # NaN passes every range check above
 
 
 def build_model(args: argparse.Namespace, vq_config, num_classes: int) -> VCQForCausalLM:
@@ -181,7 +183,7 @@ def main(args: argparse.Namespace) -> VCQPipeline:
     model = build_model(args, vq_model.config, num_classes=len(class_names))
     if args.gradient_checkpointing:  # transformers >= 5.24 renamed it activation checkpointing
         getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
-    ema = tu.ExponentialMovingAverage(model, args.ema_max_decay, args.ema_update_after_step) if args.use_ema else None
+    ema = create_ema(model, args.ema_max_decay, args.ema_update_after_step) if args.use_ema else None
     logger.info(
         f"VCQForCausalLM: {tu.count_parameters(model) / 1e6:.2f}M parameters; T={model.config.num_image_tokens}, "
         f"{len(class_names)} classes, class dropout {model.config.class_dropout_prob}"
@@ -199,7 +201,12 @@ def main(args: argparse.Namespace) -> VCQPipeline:
     vq_model.to(accelerator.device)
     if ema is not None:
         ema.to(accelerator.device)
-    register_pretrained_hooks(accelerator, {VCQForCausalLM: "transformer"}, ema_models={"transformer_ema": ema})
+    unwrapped = accelerator.unwrap_model(model)
+    register_pretrained_hooks(
+        accelerator,
+        {VCQForCausalLM: "transformer"},
+        ema_models={"transformer_ema": (ema, unwrapped) if ema is not None else None},
+    )
 
     total_batch_size = tu.start_training_run(
         accelerator,
@@ -215,7 +222,6 @@ def main(args: argparse.Namespace) -> VCQPipeline:
         accelerator, args, steps_per_epoch, logger, optimizer, lr_scheduler
     )
 
-    unwrapped = accelerator.unwrap_model(model)
     pipeline = None
     if accelerator.is_main_process:
         pipeline = VCQPipeline(vq_model=vq_model, transformer=unwrapped, id2label=id2label)
@@ -245,7 +251,7 @@ def main(args: argparse.Namespace) -> VCQPipeline:
         global_step += 1
         progress_bar.update(1)
         if ema is not None:
-            ema.step(unwrapped)
+            ema.step(unwrapped.parameters())
 
         if global_step % args.logging_steps == 0 or global_step == max_train_steps:
             last_logs = {"loss": sum(window) / len(window), "lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}
@@ -260,7 +266,7 @@ def main(args: argparse.Namespace) -> VCQPipeline:
                 accelerator,
                 args,
                 global_step,
-                check_modules={"transformer": unwrapped, "transformer_ema": ema.model if ema is not None else None},
+                check_modules={"transformer": unwrapped, "transformer_ema": ema},
                 loss=float(mean_loss),
             )
 
@@ -339,13 +345,13 @@ def tokenizer_code_usage(vq_model_path: str) -> dict | None:
 def log_samples(accelerator, args, pipeline, ema, model, class_ids, step) -> None:
     """Sample a labelled grid (EMA weights when used) to samples/step-<step>.png and the trackers."""
     if ema is not None:
-        ema.store(model)
-        ema.copy_to(model)
+        ema.store(model.parameters())
+        ema.copy_to(model.parameters())
     try:
         grid = sample_grid(pipeline, args, class_ids, step, accelerator.device)
     finally:
         if ema is not None:
-            ema.restore(model)
+            ema.restore(model.parameters())
     samples_dir = Path(args.output_dir) / "samples"
     samples_dir.mkdir(parents=True, exist_ok=True)
     grid.save(samples_dir / f"step-{step:06d}.png")

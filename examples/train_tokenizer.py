@@ -231,6 +231,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError("--perceptual_weight and --disc_weight must be >= 0.")
     if args.validation_steps < 1 or args.num_validation_images < 1:
         raise ValueError("--validation_steps and --num_validation_images must be >= 1.")
+    tu.check_finite_flags(args)  # NaN passes every range check above
 
 
 def build_config(args: argparse.Namespace) -> tuple[VCQVQConfig, str | None]:

@@ -11,7 +11,6 @@ directory as `accelerate launch examples/<script>.py ...`.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import math
@@ -39,8 +38,6 @@ from vcq_hf.training_utils.checkpointing import (
     check_finite_gradients,
     check_finite_loss,
     checkpoint_step,
-    load_module,
-    save_module,
     uses_sharded_states,
 )
 from vcq_hf.training_utils.files import CorruptWeightsError
@@ -151,7 +148,6 @@ def check_finite_flags(args: argparse.Namespace) -> None:
 
 def check_common_training_args(args: argparse.Namespace) -> None:
     """Cross-flag checks of the common flags. Raises `ValueError` naming the bad value."""
-    check_finite_flags(args)
     positive = {
         "train_batch_size": args.train_batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
@@ -409,84 +405,6 @@ def resolve_resume_checkpoint(args: argparse.Namespace) -> Path | None:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-class ExponentialMovingAverage:
-    """An exponential moving average of a model's parameters kept in a full copy of the model.
-
-    The decay warms up as in diffusers' `EMAModel`: `min(max_decay, (1 + n) / (10 + n))` after `update_after_step`
-    optimizer steps (n counts the averaged steps). Keeping a real model copy means the average is saved with the
-    model's own `save_pretrained`, and `store` / `copy_to` / `restore` swap it into the live model for sampling.
-
-    Args:
-        model (`nn.Module`): the (unwrapped) model to average; it is deep-copied.
-        max_decay (`float`, *optional*, defaults to 0.9999): upper bound of the decay.
-        update_after_step (`int`, *optional*, defaults to 0): optimizer steps before averaging starts.
-    """
-
-    def __init__(self, model: nn.Module, max_decay: float = 0.9999, update_after_step: int = 0):
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.max_decay = max_decay
-        self.update_after_step = update_after_step
-        self.optimization_step = 0
-        self._stored: list[torch.Tensor] | None = None
-
-    @property
-    def decay(self) -> float:
-        step = self.optimization_step - self.update_after_step - 1
-        if step < 0:
-            return 0.0
-        return min(self.max_decay, (1 + step) / (10 + step))
-
-    @torch.no_grad()
-    def step(self, model: nn.Module) -> None:
-        self.optimization_step += 1
-        decay = self.decay
-        for ema_param, param in zip(self.model.parameters(), model.parameters()):
-            if param.requires_grad:
-                ema_param.lerp_(param.detach().to(ema_param.dtype), 1.0 - decay)
-            else:
-                ema_param.copy_(param.detach())
-        for ema_buffer, buffer in zip(self.model.buffers(), model.buffers()):
-            ema_buffer.copy_(buffer)
-
-    @torch.no_grad()
-    def store(self, model: nn.Module) -> None:
-        self._stored = [param.detach().clone() for param in model.parameters()]
-
-    @torch.no_grad()
-    def copy_to(self, model: nn.Module) -> None:
-        for param, ema_param in zip(model.parameters(), self.model.parameters()):
-            param.copy_(ema_param.to(param.dtype))
-
-    @torch.no_grad()
-    def restore(self, model: nn.Module) -> None:
-        if self._stored is None:
-            raise RuntimeError("ExponentialMovingAverage.restore called without store.")
-        for param, stored in zip(model.parameters(), self._stored):
-            param.copy_(stored)
-        self._stored = None
-
-    def to(self, device: torch.device | str) -> ExponentialMovingAverage:
-        self.model.to(device)
-        return self
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"optimization_step": self.optimization_step, "model": self.model.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimization_step = int(state["optimization_step"])
-        self.model.load_state_dict(state["model"])
-
-    def save_pretrained(self, folder: str | os.PathLike) -> None:
-        save_module(self.model, folder)
-        with open(os.path.join(folder, "ema_state.json"), "w") as f:
-            json.dump({"optimization_step": self.optimization_step, "max_decay": self.max_decay}, f)
-
-    def load_pretrained(self, folder: str | os.PathLike) -> None:
-        load_module(self.model, folder)
-        with open(os.path.join(folder, "ema_state.json")) as f:
-            self.optimization_step = int(json.load(f)["optimization_step"])
-
-
 def write_rank_report(
     accelerator: Accelerator, model: nn.Module, output_dir: str | os.PathLike, global_step: int
 ) -> Path:
@@ -690,17 +608,19 @@ def gather_final_model(
     accelerator: Accelerator,
     model: nn.Module,
     unwrapped: nn.Module,
-    ema: ExponentialMovingAverage | None,
+    ema,
     model_class: type[nn.Module],
     config: Any,
 ) -> nn.Module | None:
-    """The trained model to save, on the main process (None elsewhere): the EMA copy when there is one, else the
-    unwrapped model; under FSDP/DeepSpeed a new `model_class(config)` holding the gathered full state dict. Gathering
-    is a collective, so every rank must call this."""
+    """The trained model to save, on the main process (None elsewhere): the unwrapped model, holding the averaged
+    weights when `ema` (a diffusers `EMAModel`) is given; under FSDP/DeepSpeed (no EMA) a new `model_class(config)`
+    holding the gathered full state dict. Gathering is a collective, so every rank must call this."""
+    if ema is not None:
+        ema.copy_to(unwrapped.parameters())  # the averaged weights are the trained model
     full_state = accelerator.get_state_dict(model) if uses_sharded_states(accelerator) else None
     if not accelerator.is_main_process:
         return None
-    final = ema.model if ema is not None else unwrapped
+    final = unwrapped
     if full_state is not None:
         final = model_class(config)
         final.load_state_dict(full_state)
@@ -769,7 +689,6 @@ def add_dataset_args(parser: argparse.ArgumentParser) -> None:
 
 
 def check_dataset_args(args: argparse.Namespace) -> None:
-    check_finite_flags(args)
     if (args.dataset_name is None) == (args.train_data_dir is None):
         raise ValueError("Pass exactly one of --dataset_name and --train_data_dir.")
     check_max_train_samples(args)

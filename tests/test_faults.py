@@ -514,9 +514,10 @@ def test_train_tokenizer_bad_input_is_one_line(workspace, tmp_path, capsys, case
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--validation_guidance_scale", "nan"], "--validation_guidance_scale = nan is not a finite number"),
+        (["--validation_guidance_scale", "nan"], "guidance_scale = nan is out of range"),
         (["--learning_rate", "-1"], "--learning_rate = -1.0 is out of range"),
-        (["--class_dropout_prob", "nan"], "--class_dropout_prob = nan is not a finite number"),
+        (["--class_dropout_prob", "nan"], "--class_dropout_prob = nan is out of range"),
+        (["--adam_epsilon", "inf"], "--adam_epsilon = inf is not a finite number"),
         (["--resume_from_checkpoint", "checkpoint-7"], "no such checkpoint folder"),
     ],
 )

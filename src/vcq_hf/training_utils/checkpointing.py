@@ -178,11 +178,16 @@ def resolve_resume_checkpoint(resume_from_checkpoint: str | None, output_dir: st
 
 
 def nonfinite_tensors(module: nn.Module, limit: int = 3) -> list[str]:
-    """Names of up to `limit` floating-point parameters or buffers of `module` that hold NaN or inf."""
+    """Names of up to `limit` floating-point parameters or buffers of `module` (or shadow parameters of a diffusers
+    `EMAModel`, named by position) that hold NaN or inf."""
     import torch
 
     bad = []
-    for name, tensor in (*module.named_parameters(), *module.named_buffers()):
+    if hasattr(module, "shadow_params"):  # diffusers.training_utils.EMAModel
+        named = [(f"shadow_params[{i}]", tensor) for i, tensor in enumerate(module.shadow_params)]
+    else:
+        named = [*module.named_parameters(), *module.named_buffers()]
+    for name, tensor in named:
         if tensor.is_floating_point() and tensor.numel() and not bool(torch.isfinite(tensor).all()):
             bad.append(name)
             if len(bad) >= limit:
@@ -394,7 +399,7 @@ def uses_sharded_states(accelerator: Accelerator) -> bool:
 def register_pretrained_hooks(
     accelerator: Accelerator,
     subfolders: dict[type, str],
-    ema_models: dict[str, Any] | None = None,
+    ema_models: dict[str, tuple[Any, nn.Module] | None] | None = None,
     extra_save: Callable[[str], None] | None = None,
     extra_load: Callable[[str], None] | None = None,
 ) -> None:
@@ -403,15 +408,15 @@ def register_pretrained_hooks(
     Args:
         subfolders (`dict[type, str]`): model class -> subfolder name; classes without `save_pretrained` are
             stored as `<subfolder>/model.safetensors`.
-        ema_models (`dict[str, EMAModel]`, *optional*): subfolder -> `diffusers.training_utils.EMAModel` (or any
-            object with `save_pretrained(folder)` / `load_pretrained(folder)`), saved alongside.
+        ema_models (`dict[str, tuple[EMAModel, nn.Module]]`, *optional*): subfolder -> a
+            `diffusers.training_utils.EMAModel` and the (unwrapped) model it averages, saved alongside with
+            `vcq_hf.training_utils.ema.save_ema` (FSDP/DeepSpeed runs have no EMA: the scripts refuse it).
     """
-    ema_models = {name: ema for name, ema in (ema_models or {}).items() if ema is not None}
+    from .ema import load_ema, save_ema
+
+    ema_models = {name: pair for name, pair in (ema_models or {}).items() if pair is not None}
     if uses_sharded_states(accelerator):
-        # accelerate writes sharded model states itself; the EMA rides along as a registered checkpoint object.
-        for ema in ema_models.values():
-            accelerator.register_for_checkpointing(ema)
-        return
+        return  # accelerate writes sharded model states itself
 
     def _subfolder(model: nn.Module) -> str:
         for cls, name in subfolders.items():
@@ -424,8 +429,8 @@ def register_pretrained_hooks(
             for model in models:
                 model = accelerator.unwrap_model(model)
                 save_module(model, os.path.join(folder, _subfolder(model)))
-            for name, ema in ema_models.items():
-                ema.save_pretrained(os.path.join(folder, name))
+            for name, (ema, model) in ema_models.items():
+                save_ema(ema, model, os.path.join(folder, name))
             if extra_save is not None:
                 extra_save(folder)
         # Each model's weights were written above; stop accelerate from writing them a second time.
@@ -436,8 +441,8 @@ def register_pretrained_hooks(
         while models:
             model = accelerator.unwrap_model(models.pop())
             load_module(model, os.path.join(folder, _subfolder(model)))
-        for name, ema in ema_models.items():
-            ema.load_pretrained(os.path.join(folder, name))
+        for name, (ema, model) in ema_models.items():
+            load_ema(ema, model, os.path.join(folder, name))
         if extra_load is not None:
             extra_load(folder)
 
