@@ -22,7 +22,6 @@ Load the result with `datasets.load_from_disk(output_dir)`; `examples/train_ar.p
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -41,6 +40,7 @@ from tqdm.auto import tqdm
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import training_utils as tu  # noqa: E402
+from vcq_hf.data.codes import META_FILENAME, codes_dataset_info  # noqa: E402
 from vcq_hf.image_processing_vcq import VCQImageProcessor  # noqa: E402
 from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
 from vcq_hf.training_utils.checkpointing import weights_fingerprint  # noqa: E402
@@ -53,8 +53,6 @@ from vcq_hf.training_utils.files import (  # noqa: E402
 
 
 logger = get_logger(__name__, log_level="INFO")
-
-META_FILENAME = "vcq_meta.json"
 
 
 def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
@@ -255,7 +253,7 @@ def save_codes_dataset(
         "train_data_dir": str(Path(args.train_data_dir).resolve()) if args.train_data_dir else None,
         "split": args.split,
     }
-    info = datasets.DatasetInfo(description=json.dumps({"vcq_meta": meta}), features=features)
+    info = codes_dataset_info(meta, features)  # the metadata travels inside the dataset too (vcq_hf.data.codes)
     dataset = datasets.Dataset.from_dict(
         {"codes": codes.astype(np.int32), "label": labels, "flipped": flipped, "source_index": rows},
         features=features,
@@ -263,18 +261,6 @@ def save_codes_dataset(
     )
     dataset.save_to_disk(str(output_dir))
     atomic_write_json(output_dir / META_FILENAME, meta)  # written last: the mark of a complete codes dataset
-
-
-def load_codes_dataset(codes_dir: str | os.PathLike):
-    """(datasets.Dataset, meta dict) saved by this script."""
-    import datasets
-
-    meta_path = Path(codes_dir) / META_FILENAME
-    if not meta_path.is_file():
-        raise ValueError(f"{codes_dir} has no {META_FILENAME}: not a folder written by extract_codes.py.")
-    with open(meta_path) as f:
-        meta = json.load(f)
-    return datasets.load_from_disk(str(codes_dir)), meta
 
 
 if __name__ == "__main__":

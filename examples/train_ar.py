@@ -32,8 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import sampling_utils as su  # noqa: E402
 import training_utils as tu  # noqa: E402
-from extract_codes import load_codes_dataset  # noqa: E402
 from vcq_hf.configuration_vcq import VCQConfig  # noqa: E402
+from vcq_hf.data.codes import META_FILENAME, load_codes_dataset  # noqa: E402
 from vcq_hf.hub.model_card import save_model_card  # noqa: E402
 from vcq_hf.modeling_vcq import VCQForCausalLM  # noqa: E402
 from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
@@ -89,8 +89,14 @@ def check_args(args: argparse.Namespace) -> None:
 
     tu.check_common_training_args(args)
     args.config_overrides = parse_config_overrides(args.config_overrides)
-    if not os.path.isfile(os.path.join(args.codes_dir, "vcq_meta.json")):
-        raise ValueError(f"--codes_dir {args.codes_dir!r} has no vcq_meta.json (run extract_codes.py first).")
+    # A local folder must be a code set (extract_codes.py's vcq_meta.json, or a save_to_disk dataset whose info holds
+    # the metadata); anything else is taken as a Hub dataset id and checked when it is loaded.
+    codes_dir = Path(args.codes_dir)
+    if codes_dir.exists() and not any((codes_dir / name).is_file() for name in (META_FILENAME, "dataset_info.json")):
+        raise ValueError(
+            f"--codes_dir {args.codes_dir!r} has neither {META_FILENAME} nor a saved dataset (run extract_codes.py "
+            "first, or pass a Hub dataset id of a code set)."
+        )
     if args.class_dropout_prob is not None and not 0.0 <= args.class_dropout_prob <= 1.0:
         raise ValueError(f"--class_dropout_prob = {args.class_dropout_prob} is out of range: it must be in [0, 1].")
     tu.check_max_train_samples(args)

@@ -510,3 +510,15 @@ def test_train_ar_model_config_folder_with_another_class_count(workspace, tmp_pa
     assert pipe.id2label == {0: "digit", 1: "emoji", 2: "fashion"}
     codes = pipe(class_labels=["fashion"], output_type="latent", generator=torch.Generator().manual_seed(0)).images
     assert codes.shape == (1, vq_config.num_image_tokens)
+
+
+def test_train_ar_on_a_saved_dataset_without_vcq_meta_json(workspace, tmp_path):
+    # issue 15.12: the schedule and tokenizer reference travel in the dataset's own info, so a code set saved with
+    # `save_to_disk` (or pushed to the Hub) trains without the side file.
+    codes = datasets.load_from_disk(str(workspace["codes"]))
+    plain = tmp_path / "plain-codes"
+    codes.save_to_disk(str(plain))
+    assert not (plain / "vcq_meta.json").exists()
+    out = tmp_path / "ar"
+    train_ar.main(train_ar.parse_args(ar_args(plain, out, "--max_train_steps", "2")))
+    assert (out / "model_index.json").is_file()
