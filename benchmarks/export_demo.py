@@ -9,6 +9,10 @@ training summaries of both stages, evaluation results and the sample grid travel
 optimizer states stay behind. The written folder is reloaded and sampled once before it replaces the old demo.
 Re-exporting the demo onto itself (`--pipeline_dir src/vcq_hf/demo`) keeps everything and refreshes the layout.
 
+`--vq_model_dir` swaps in a tokenizer whose decoder was retrained with `train_tokenizer.py --decoder_only` (tokenizer
+v2: the conv pixel decoder on the frozen encoder and codebook). Its codebook must equal the pipeline's, so the codes
+and the prior trained on them stay valid; its `training_summary.json` travels as `training_summary_decoder.json`.
+
     python benchmarks/export_demo.py --pipeline_dir runs/reproduce_small/ar-log \
         --tokenizer_dir runs/reproduce_small/tokenizer-log --output_dir src/vcq_hf/demo
 """
@@ -32,8 +36,14 @@ TOP_LEVEL_FILES = {
 TOP_LEVEL_PATTERNS = ("evaluation*.json", "training_summary_*.json")
 
 
-def export_demo(pipeline_dir: Path, tokenizer_dir: Path | None, output_dir: Path, max_megabytes: float = 25.0) -> int:
-    from vcq_hf import VCQImageProcessor, VCQPipeline
+def export_demo(
+    pipeline_dir: Path,
+    tokenizer_dir: Path | None,
+    output_dir: Path,
+    max_megabytes: float = 25.0,
+    vq_model_dir: Path | None = None,
+) -> int:
+    from vcq_hf import VCQImageProcessor, VCQPipeline, VCQVQModel
     from vcq_hf.training_utils.files import replace_folder, sibling_temp_folder
 
     if not (pipeline_dir / "model_index.json").exists():
@@ -50,7 +60,22 @@ def export_demo(pipeline_dir: Path, tokenizer_dir: Path | None, output_dir: Path
         if processor_dir is not None and (processor_dir / "preprocessor_config.json").exists():
             VCQImageProcessor.from_pretrained(processor_dir).save_pretrained(staging / "vq_model")
             break
-    VCQPipeline.from_pretrained(pipeline_dir).save_pretrained(staging)
+    pipe = VCQPipeline.from_pretrained(pipeline_dir)
+    if vq_model_dir is not None:
+        vq_model = VCQVQModel.from_pretrained(vq_model_dir)
+        same_codes = vq_model.config.codebook_sizes == pipe.vq_model.config.codebook_sizes and torch.equal(
+            vq_model.quantizer.embedding.weight, pipe.vq_model.quantizer.embedding.weight
+        )
+        if not same_codes:
+            shutil.rmtree(staging)
+            raise ValueError(
+                f"{vq_model_dir} has another codebook than {pipeline_dir}'s tokenizer: the prior was not trained on "
+                "its codes. Retrain only the decoder (train_tokenizer.py --decoder_only) or train a new prior."
+            )
+        pipe.register_modules(vq_model=vq_model)
+        if (vq_model_dir / "training_summary.json").exists():
+            shutil.copy(vq_model_dir / "training_summary.json", staging / "training_summary_decoder.json")
+    pipe.save_pretrained(staging)
     size = sum(path.stat().st_size for path in staging.rglob("*") if path.is_file())
     if size > max_megabytes * 2**20:
         shutil.rmtree(staging)
@@ -66,9 +91,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipeline_dir", type=Path, required=True)
     parser.add_argument("--tokenizer_dir", type=Path, default=None)
+    parser.add_argument(
+        "--vq_model_dir",
+        type=Path,
+        default=None,
+        help="A decoder-only retrained tokenizer to swap in (same codebook).",
+    )
     parser.add_argument("--output_dir", type=Path, default=Path(__file__).resolve().parents[1] / "src/vcq_hf/demo")
     args = parser.parse_args(argv)
-    size = export_demo(args.pipeline_dir, args.tokenizer_dir, args.output_dir)
+    size = export_demo(args.pipeline_dir, args.tokenizer_dir, args.output_dir, vq_model_dir=args.vq_model_dir)
     print(f"demo written to {args.output_dir} ({size / 2**20:.1f} MB)")
 
 

@@ -11,6 +11,7 @@ from .validation import number_validator, optional_number_validator
 
 
 RECONSTRUCTION_LOSS_TYPES: tuple[str, ...] = ("mse", "l1")
+DECODER_TYPES: tuple[str, ...] = ("conv", "linear")
 
 
 def _positive_int(name: str, default: int) -> Any:
@@ -37,7 +38,10 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
     plus `num_image_tokens` learned latent tokens; the latent outputs are projected to `codebook_dim` and quantized by a
     `VariableCodebookQuantizer` in which position t picks among the first `codebook_sizes[t]` entries of one shared
     codebook of `codebook_size` (K_max) entries. The decoder reads one mask token per patch plus the quantized latents
-    projected up and predicts the pixels of each patch.
+    projected up and turns its N patch outputs into an image: `decoder_type="conv"` (the default) unpatchifies them
+    into a `decoder_conv_channels`-channel feature map at full resolution and refines it with `decoder_conv_layers`
+    residual 3x3 conv blocks, so every output pixel near a patch border sees both patches and no block edges are
+    forced; `"linear"` is the v1 head (one linear map per patch straight to pixels, which leaves patch seams).
 
     The per-position sizes are stored explicitly in `codebook_sizes` (and so in `config.json`): a checkpoint never
     depends on the schedule formula. When `codebook_sizes` is not given it is derived from `k_min`, `codebook_size`,
@@ -56,6 +60,13 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
         decoder_hidden_size (`int`, *optional*, defaults to 192): width of the decoder ViT.
         decoder_num_layers (`int`, *optional*, defaults to 4): depth of the decoder ViT.
         decoder_num_heads (`int`, *optional*, defaults to 4): attention heads of the decoder, divides its width.
+        decoder_type (`str`, *optional*, defaults to `"conv"`): pixel head of the decoder, `"conv"` (unpatchify to a
+            feature map + residual conv refinement) or `"linear"` (the v1 per-patch linear head, seams and all).
+            A `config.json` saved before this field existed loads as `"linear"`, the head its weights belong to.
+        decoder_conv_channels (`int`, *optional*, defaults to 32): channels of the full-resolution feature map of the
+            `"conv"` head.
+        decoder_conv_layers (`int`, *optional*, defaults to 2): residual blocks (two 3x3 convs each) of the `"conv"`
+            head; 0 leaves only the output conv.
         mlp_ratio (`float`, *optional*, defaults to 4.0): MLP width as a multiple of the hidden size.
         layer_norm_eps (`float`, *optional*, defaults to 1e-6): epsilon of the layer norms.
         initializer_range (`float`, *optional*, defaults to 0.02): std of the truncated-normal weight init.
@@ -102,14 +113,17 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
             decoder_hidden_size=30,
             decoder_num_layers=1,
             decoder_num_heads=3,
+            decoder_conv_channels=6,
+            decoder_conv_layers=1,
             mlp_ratio=2.0,
             codebook_size=37,
             codebook_dim=5,
             k_min=3,
             schedule="log",
         ),
-        # The demo data (Fashion-MNIST, emoji, digits at 32x32 RGB): ~1.7M parameters. 8x8 patches keep the
-        # sequence at 16 patches + 32 latents, 3x cheaper than 4x4 patches: ~70 train images/s per CPU core.
+        # The demo data (Fashion-MNIST, emoji, digits at 32x32 RGB): ~1.9M parameters. 8x8 patches keep the
+        # sequence at 16 patches + 32 latents, 3x cheaper than 4x4 patches. Tokenizer v2: a 32-channel conv pixel
+        # head with one residual block and the L1 pixel loss (benchmarks/results/vq.md).
         "small-32px": dict(
             image_size=32,
             patch_size=8,
@@ -120,11 +134,15 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
             decoder_hidden_size=128,
             decoder_num_layers=4,
             decoder_num_heads=4,
+            decoder_type="conv",
+            decoder_conv_channels=32,
+            decoder_conv_layers=1,
             mlp_ratio=4.0,
             codebook_size=1024,
             codebook_dim=12,
             k_min=2,
             schedule="log",
+            reconstruction_loss_type="l1",
         ),
         # The paper's setting: 256x256 ImageNet, 16x16 patches, 256 tokens, K_max = 16384, 8-dim codes (TiTok-B-like).
         "imagenet-256": dict(
@@ -137,11 +155,15 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
             decoder_hidden_size=768,
             decoder_num_layers=12,
             decoder_num_heads=12,
+            decoder_type="conv",
+            decoder_conv_channels=32,
+            decoder_conv_layers=2,
             mlp_ratio=4.0,
             codebook_size=16384,
             codebook_dim=8,
             k_min=2,
             schedule="log",
+            reconstruction_loss_type="l1",
         ),
     }
 
@@ -155,6 +177,11 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
     decoder_hidden_size: int = _positive_int("decoder_hidden_size", 192)
     decoder_num_layers: int = _positive_int("decoder_num_layers", 4)
     decoder_num_heads: int = _positive_int("decoder_num_heads", 4)
+    decoder_type: str = validated_field(_choice("decoder_type", DECODER_TYPES), default="conv")
+    decoder_conv_channels: int = _positive_int("decoder_conv_channels", 32)
+    decoder_conv_layers: int = validated_field(
+        number_validator("decoder_conv_layers", minimum=0, integer=True), default=2
+    )
     mlp_ratio: float | int = _number("mlp_ratio", 4.0, minimum=0.0, exclusive_minimum=True)
     layer_norm_eps: float | int = _number("layer_norm_eps", 1e-6, minimum=0.0, exclusive_minimum=True)
     initializer_range: float | int = _number("initializer_range", 0.02, minimum=0.0, exclusive_minimum=True)
@@ -241,6 +268,14 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
                 f"codebook_sizes[-1] = {schedule.k_max} must equal codebook_size = {self.codebook_size} (K_max, the "
                 "size of the shared codebook); set codebook_size to the largest entry of codebook_sizes."
             )
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> "VCQVQConfig":
+        """Build a config from a `config.json` dict; one saved before `decoder_type` existed gets the v1 `"linear"`
+        pixel head it was trained with (the `"conv"` default would not match its weights)."""
+        if "decoder_type" not in config_dict:
+            config_dict = {**config_dict, "decoder_type": "linear"}
+        return super().from_dict(config_dict, **kwargs)
 
     @property
     def num_patches(self) -> int:

@@ -3,7 +3,9 @@
 Encoder: patch embedding + positional embedding, concatenated with T learned latent tokens, a bidirectional pre-norm
 ViT; the T latent outputs are projected to `codebook_dim` and quantized, position t among `codebook[:K_t]`.
 Decoder: one learned mask token per patch (+ positional embedding) concatenated with the quantized latents projected
-up (+ their positional embedding), a ViT, and a linear head that predicts the pixels of each patch.
+up (+ their positional embedding), a ViT, then a pixel head: by default (`decoder_type="conv"`) the patch outputs are
+unpatchified into a full-resolution feature map and refined by residual 3x3 convs (no patch seams, see
+`vcq_hf.metrics.seam_ratio`); `"linear"` keeps the v1 head that predicts each patch's pixels independently.
 
 Reference: "An Image is Worth 32 Tokens for Reconstruction and Generation" (TiTok, Yu et al., 2024) for the 1D
 tokenizer layout; written from the paper, not ported.
@@ -19,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from .configuration_vcq_vq import VCQVQConfig
@@ -100,22 +104,49 @@ class VCQVQModelOutput(ModelOutput):
     perplexity: torch.FloatTensor | None = None
 
 
-class VCQVQAttention(nn.Module):
-    """Bidirectional multi-head self-attention (scaled dot product, no mask)."""
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain attention in PyTorch ops (`attn_implementation="eager"`); the reference for the other kernels."""
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, nh, L, L)
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = F.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()  # (B, L, nh, hd)
+    return attn_output, attn_weights
 
-    def __init__(self, hidden_size: int, num_heads: int):
+
+class VCQVQAttention(nn.Module):
+    """Bidirectional multi-head self-attention (no mask) through transformers' attention interface: the kernel is
+    `config._attn_implementation` (`"sdpa"` by default, `"eager"`, or any registered one)."""
+
+    def __init__(self, config: VCQVQConfig, hidden_size: int, num_heads: int):
         super().__init__()
+        self.config = config
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
         self.out_proj = nn.Linear(hidden_size, hidden_size)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, **kwargs) -> torch.Tensor:
         batch_size, length, hidden_size = hidden_states.shape
         qkv = self.qkv(hidden_states).view(batch_size, length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, L, hd)
-        attended = F.scaled_dot_product_attention(query, key, value)  # (B, nh, L, hd)
-        return self.out_proj(attended.transpose(1, 2).reshape(batch_size, length, hidden_size))
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attended, _ = attention_interface(self, query, key, value, None, scaling=self.scaling, dropout=0.0, **kwargs)
+        return self.out_proj(attended.reshape(batch_size, length, hidden_size))  # attended: (B, L, nh, hd)
 
 
 class VCQVQMLP(nn.Module):
@@ -128,15 +159,16 @@ class VCQVQMLP(nn.Module):
         return self.fc2(F.gelu(self.fc1(hidden_states)))
 
 
-class VCQVQLayer(nn.Module):
-    """Pre-norm transformer block: x + attn(LN(x)), then x + MLP(LN(x))."""
+class VCQVQLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer block: x + attn(LN(x)), then x + MLP(LN(x)). Recomputed in the backward pass when the
+    model has `gradient_checkpointing_enable()`d."""
 
-    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, layer_norm_eps: float):
+    def __init__(self, config: VCQVQConfig, hidden_size: int, num_heads: int):
         super().__init__()
-        self.norm1 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.attention = VCQVQAttention(hidden_size, num_heads)
-        self.norm2 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.mlp = VCQVQMLP(hidden_size, round(hidden_size * mlp_ratio))
+        self.norm1 = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.attention = VCQVQAttention(config, hidden_size, num_heads)
+        self.norm2 = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.mlp = VCQVQMLP(hidden_size, round(hidden_size * config.mlp_ratio))
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         hidden_states = hidden_states + self.attention(self.norm1(hidden_states))
@@ -157,8 +189,7 @@ class VCQVQEncoder(nn.Module):
         self.latent_tokens = nn.Parameter(torch.empty(1, config.num_image_tokens, hidden_size))
         self.latent_position_embedding = nn.Parameter(torch.empty(1, config.num_image_tokens, hidden_size))
         self.layers = nn.ModuleList(
-            VCQVQLayer(hidden_size, config.encoder_num_heads, config.mlp_ratio, config.layer_norm_eps)
-            for _ in range(config.encoder_num_layers)
+            VCQVQLayer(config, hidden_size, config.encoder_num_heads) for _ in range(config.encoder_num_layers)
         )
         self.norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
         self.proj_out = nn.Linear(hidden_size, config.codebook_dim)
@@ -174,8 +205,26 @@ class VCQVQEncoder(nn.Module):
         return self.proj_out(hidden_states)  # (B, T, codebook_dim)
 
 
+class VCQVQConvBlock(nn.Module):
+    """Residual 3x3 conv block at full resolution: x + conv(GELU(conv(GELU(x))))."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return hidden_states + self.conv2(F.gelu(self.conv1(F.gelu(hidden_states))))
+
+
 class VCQVQDecoder(nn.Module):
-    """N mask tokens + T quantized latents projected up -> ViT -> pixels of each patch from the N patch outputs."""
+    """N mask tokens + T quantized latents projected up -> ViT -> the N patch outputs -> image.
+
+    `decoder_type="conv"`: each patch output becomes a p x p x c block of a full-resolution feature map (unpatchify),
+    refined by residual 3x3 conv blocks and a 3x3 output conv; a pixel within a few pixels of a patch border is a
+    function of both patches, so the decoder is not forced to draw block edges. `"linear"`: the patch outputs map
+    straight to the pixels of their patch (v1).
+    """
 
     def __init__(self, config: VCQVQConfig):
         super().__init__()
@@ -189,11 +238,19 @@ class VCQVQDecoder(nn.Module):
         self.mask_token = nn.Parameter(torch.empty(1, 1, hidden_size))
         self.patch_position_embedding = nn.Parameter(torch.empty(1, config.num_patches, hidden_size))
         self.layers = nn.ModuleList(
-            VCQVQLayer(hidden_size, config.decoder_num_heads, config.mlp_ratio, config.layer_norm_eps)
-            for _ in range(config.decoder_num_layers)
+            VCQVQLayer(config, hidden_size, config.decoder_num_heads) for _ in range(config.decoder_num_layers)
         )
         self.norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
-        self.proj_out = nn.Linear(hidden_size, config.patch_size**2 * config.num_channels)
+        use_conv = config.decoder_type == "conv"
+        self.map_channels = config.decoder_conv_channels if use_conv else config.num_channels
+        self.proj_out = nn.Linear(hidden_size, config.patch_size**2 * self.map_channels)
+        if use_conv:
+            self.conv_blocks = nn.ModuleList(
+                VCQVQConvBlock(self.map_channels) for _ in range(config.decoder_conv_layers)
+            )
+            self.conv_out = nn.Conv2d(self.map_channels, config.num_channels, kernel_size=3, padding=1)
+        else:
+            self.conv_blocks, self.conv_out = None, None
 
     def forward(self, quantized: torch.Tensor) -> torch.Tensor:
         batch_size = quantized.shape[0]
@@ -202,10 +259,15 @@ class VCQVQDecoder(nn.Module):
         hidden_states = torch.cat([masks, latents], dim=1)  # (B, N + T, h)
         for layer in self.layers:
             hidden_states = layer(hidden_states)
-        patches = self.proj_out(self.norm(hidden_states[:, : self.num_patches]))  # (B, N, p*p*C)
-        grid, size, channels = self.grid_size, self.patch_size, self.num_channels
-        patches = patches.view(batch_size, grid, grid, size, size, channels)  # (B, gh, gw, p, p, C)
-        return patches.permute(0, 5, 1, 3, 2, 4).reshape(batch_size, channels, grid * size, grid * size)
+        patches = self.proj_out(self.norm(hidden_states[:, : self.num_patches]))  # (B, N, p*p*c)
+        grid, size, channels = self.grid_size, self.patch_size, self.map_channels
+        patches = patches.view(batch_size, grid, grid, size, size, channels)  # (B, gh, gw, p, p, c)
+        image = patches.permute(0, 5, 1, 3, 2, 4).reshape(batch_size, channels, grid * size, grid * size)
+        if self.conv_out is None:
+            return image  # (B, C, H, W)
+        for block in self.conv_blocks:
+            image = block(image)  # (B, c, H, W)
+        return self.conv_out(F.gelu(image))  # (B, C, H, W)
 
 
 class VCQVQPreTrainedModel(PreTrainedModel):
@@ -217,6 +279,12 @@ class VCQVQPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = "image"
     _no_split_modules = ["VCQVQLayer"]
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -306,7 +374,8 @@ class VCQVQModel(VCQVQPreTrainedModel):
             raise ValueError(f"Expected codes of shape (batch_size, {num_image_tokens}), got {tuple(codes.shape)}.")
         if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
             raise ValueError(f"codes must have an integer dtype (torch.long), got {codes.dtype}.")
-        self.quantizer.schedule.check_codes(codes)
+        if not torch.compiler.is_compiling():  # a value check is a data-dependent branch: skipped under compile
+            self.quantizer.schedule.check_codes(codes)
 
     def encode(
         self, pixel_values: torch.Tensor, output_usage: bool = False, return_dict: bool = True

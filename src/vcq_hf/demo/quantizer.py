@@ -95,6 +95,13 @@ def _pairwise_distances(latents: torch.Tensor, codebook: torch.Tensor) -> torch.
     )
 
 
+def _histogram(values: torch.Tensor, num_bins: int) -> torch.Tensor:
+    """Float counts of each value in `[0, num_bins)`, shape `(num_bins,)`; static-shape unlike `torch.bincount`
+    (whose output size depends on the data), so it compiles without a graph break."""
+    counts = torch.zeros(num_bins, device=values.device)
+    return counts.index_add_(0, values, torch.ones_like(values, dtype=counts.dtype))
+
+
 def naive_nearest_codes(
     latents: torch.Tensor, codebook: torch.Tensor, codebook_sizes: Sequence[int] | CodebookSchedule
 ) -> torch.Tensor:
@@ -189,6 +196,8 @@ class VariableCodebookQuantizer(nn.Module):
                 f"Expected latents of shape (batch_size, {self.num_image_tokens}, {self.codebook_dim}) "
                 f"(batch, num_image_tokens, codebook_dim), got {tuple(latents.shape)}."
             )
+        if torch.compiler.is_compiling():
+            return  # the value check needs a data-dependent branch (a graph break); shapes are checked above
         if not torch.isfinite(latents).all():
             bad = (~torch.isfinite(latents)).nonzero()[0].tolist()
             raise ValueError(
@@ -243,8 +252,8 @@ class VariableCodebookQuantizer(nn.Module):
         """Per-position number of distinct codes and code perplexity over a batch of codes (B, T)."""
         num_tokens = codes.shape[1]
         offsets = torch.arange(num_tokens, device=codes.device)[None, :] * self.codebook_size
-        counts = torch.bincount((codes + offsets).reshape(-1), minlength=num_tokens * self.codebook_size)
-        counts = counts.view(num_tokens, self.codebook_size).float()
+        counts = _histogram((codes + offsets).reshape(-1), num_tokens * self.codebook_size)
+        counts = counts.view(num_tokens, self.codebook_size)
         probs = counts / counts.sum(-1, keepdim=True)
         entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1)
         return (counts > 0).sum(-1), entropy.exp()
@@ -281,7 +290,7 @@ class VariableCodebookQuantizer(nn.Module):
             if output_usage:
                 codes_used, perplexity = self.usage_statistics(codes)
             if self.training:
-                batch_counts = torch.bincount(codes.reshape(-1), minlength=self.codebook_size).float()
+                batch_counts = _histogram(codes.reshape(-1), self.codebook_size)
                 self.code_usage.mul_(self.usage_decay).add_(batch_counts, alpha=1.0 - self.usage_decay)
 
         return QuantizerOutput(

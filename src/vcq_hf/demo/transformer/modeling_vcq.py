@@ -11,6 +11,7 @@ Only the image-specific parts are added to Llama (no Llama code is copied):
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,6 +34,11 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_vcq import VCQConfig
 from .generation import VCQMask
+from .validation import check_number
+
+
+# Keywords of `from_pretrained` that locate the checkpoint (passed on when its config.json is read on its own).
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
 
 
 class VCQPreTrainedModel(LlamaPreTrainedModel):
@@ -75,6 +81,76 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
     def __init__(self, config: VCQConfig):
         super().__init__(config)
         self.generation_config = self.default_generation_config(config)
+        # The validated schedule, held by the model so that compiled forwards read an attribute (no cache lookup).
+        self.codebook_schedule = config.codebook_schedule
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        r"""[`~transformers.PreTrainedModel.from_pretrained`], where `num_classes=N` changes the class count.
+
+        The class count is part of the vocabulary (class tokens sit between the image codes and the null class
+        token), so the saved checkpoint is loaded with its own class count and then resized with
+        [`~VCQForCausalLM.resize_num_classes`]: the rows of image codes and of the kept classes are copied, new classes
+        start as the null class, and the null class token moves to `codebook_size + N`. Every other keyword override
+        is applied to the config before it is validated.
+        """
+        num_classes = kwargs.pop("num_classes", None)
+        config = kwargs.get("config")
+        if isinstance(config, VCQConfig):  # e.g. AutoModelForCausalLM, which applies `num_classes` to the config
+            hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
+            saved = VCQConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+            if config.num_classes != saved.num_classes:
+                num_classes = config.num_classes if num_classes is None else num_classes
+                config = copy.deepcopy(config)
+                config.num_classes, config.vocab_size = saved.num_classes, saved.vocab_size
+                kwargs["config"] = config
+        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        if num_classes is not None and num_classes != model.config.num_classes:
+            model.resize_num_classes(num_classes)
+        return model
+
+    @torch.no_grad()
+    def resize_num_classes(self, num_classes: int) -> None:
+        """Change the number of classes in place, keeping what the model learned.
+
+        Vocabulary rows (input embeddings and output head) of the image codes and of classes `[0, min(old, new))` are
+        kept; the null class token moves from `codebook_size + old` to `codebook_size + new` with its rows; each new
+        class starts as a copy of the null class, so before fine-tuning it samples from the unconditional model.
+        `config.num_classes` and `config.vocab_size` follow, so `save_pretrained` writes a consistent checkpoint.
+
+        Args:
+            num_classes (`int`): the new number of classes, >= 1.
+
+        Raises:
+            `ValueError`: if `num_classes` is not an integer >= 1.
+        """
+        check_number("num_classes", num_classes, minimum=1, integer=True)
+        config = self.config
+        old_classes = config.num_classes
+        if num_classes == old_classes:
+            return
+        codebook_size, kept = config.codebook_size, min(old_classes, num_classes)
+        old_null, new_null = codebook_size + old_classes, codebook_size + num_classes
+
+        def resized_rows(weight: torch.Tensor) -> torch.Tensor:  # (V_old, h) -> (V_new, h)
+            rows = torch.cat(
+                [
+                    weight[: codebook_size + kept],  # image codes and kept classes
+                    weight[old_null : old_null + 1].expand(num_classes - kept, -1),  # new classes = null class
+                    weight[old_null : old_null + 1],  # the null class, moved
+                ]
+            )
+            return rows.clone()
+
+        input_rows = resized_rows(self.get_input_embeddings().weight)
+        output_rows = resized_rows(self.get_output_embeddings().weight)
+        self.resize_token_embeddings(new_null + 1, mean_resizing=False)
+        self.get_input_embeddings().weight.copy_(input_rows)
+        if self.get_output_embeddings().weight is not self.get_input_embeddings().weight:
+            self.get_output_embeddings().weight.copy_(output_rows)
+        config.num_classes = num_classes
+        config.vocab_size = new_null + 1
+        config.validate()
 
     @staticmethod
     def default_generation_config(config: VCQConfig) -> GenerationConfig:
@@ -99,7 +175,7 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
     # ------------------------------------------------------------------ helpers
     def _codebook_limits(self, device: torch.device) -> torch.Tensor:
         """K_t for t in [0, T) as a (T,) int64 tensor on `device` (cached by the config's schedule)."""
-        return self.config.codebook_schedule.limits(device)
+        return self.codebook_schedule.limits(device)
 
     def build_input_ids(
         self,
@@ -150,8 +226,8 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
         """
         config = self.config
         self._check_sequence_length(past_length + input_ids.shape[-1], name)
-        if input_ids.numel() == 0:
-            return
+        if input_ids.numel() == 0 or torch.compiler.is_compiling():
+            return  # value checks are data-dependent branches (graph breaks); under compile only the length is checked
         is_labels = name == "labels"
         image_start = max(0, 1 - past_length)  # first column holding an image token
         if past_length == 0 and not is_labels:
@@ -167,7 +243,7 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
         image_ids = input_ids[:, image_start:]
         if image_ids.shape[-1] == 0:
             return
-        config.codebook_schedule.check_codes(
+        self.codebook_schedule.check_codes(
             image_ids,
             first_position=past_length + image_start - 1,
             name=name,
@@ -210,7 +286,7 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
         shift_logits = logits[:, :-1].float()  # (B, L-1, V): position t predicts image token x_t
         shift_labels = labels[:, 1:]  # (B, L-1)
         if self.config.mask_logits_in_loss:
-            schedule = self.config.codebook_schedule
+            schedule = self.codebook_schedule
             outside = schedule.outside_mask(shift_logits.shape[-1], logits.device)[: shift_logits.shape[1]]  # (L-1, V)
             shift_logits = shift_logits.masked_fill(outside[None], -float("inf"))
         reduction = "sum" if num_items_in_batch is not None else "mean"
@@ -358,7 +434,7 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
             if not (isinstance(processor, VCQMask) and processor.codebook_sizes is None)
         )
         if not any(isinstance(processor, VCQMask) for processor in processors):
-            processors.append(VCQMask(codebook_sizes=self.config.codebook_schedule, prompt_length=1))
+            processors.append(VCQMask(codebook_sizes=self.codebook_schedule, prompt_length=1))
         guided = generation_config.guidance_scale is not None and generation_config.guidance_scale != 1
         if guided and negative_prompt_ids is None and encoder_input_ids is not None:
             negative_prompt_ids = encoder_input_ids.clone()
