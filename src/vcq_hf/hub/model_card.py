@@ -738,6 +738,8 @@ def _demo_summaries(demo_dir: Path) -> dict[str, dict[str, Any]]:
     for path in sorted(demo_dir.rglob("training_summary*.json")):
         data = _read_json(path) or {}
         script = str(data.get("script", path.stem)).removesuffix(".py")
+        if path.stem == "training_summary_decoder":  # train_tokenizer.py --decoder_only (export_demo --vq_model_dir)
+            script = "train_tokenizer_decoder"
         summaries[script] = {**data, "_path": path.relative_to(demo_dir).as_posix()}
     return summaries
 
@@ -902,7 +904,12 @@ def build_demo_card(
     vq_summary = summaries.get("train_tokenizer", {})
     num_train_images = vq_summary.get("num_train_images")
     results: dict[str, Any] = {}
-    for label, summary in (("tokenizer", vq_summary), ("prior", ar_summary)):
+    decoder_summary = summaries.get("train_tokenizer_decoder", {})
+    for label, summary in (
+        ("tokenizer", vq_summary),
+        ("decoder v2 (frozen encoder and codebook)", decoder_summary),
+        ("prior", ar_summary),
+    ):
         if not summary:
             continue
         results[f"{label}: optimizer steps"] = summary.get("global_step")
