@@ -60,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--floor-reps", type=int, default=5, help="Repetitions of each floor matmul (median).")
     parser.add_argument("--probe", default=None, help="Fresh-process cell for memory / first call, e.g. 4,4.")
+    parser.add_argument("--probe-variants", nargs="+", choices=VARIANTS, default=None, help="Default: --variants.")
+    parser.add_argument("--warmup-variants", nargs="+", choices=VARIANTS, default=None, help="Default: --variants.")
+    parser.add_argument("--note", action="append", default=[], help="A line added to the report (repeatable).")
     parser.add_argument("--output", default="benchmarks/results/vs_llamagen.md")
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)  # internal: one fresh-process probe
     args = parser.parse_args(argv)
@@ -109,7 +112,9 @@ def num_params(module: torch.nn.Module) -> int:
 
 
 class Runner:
-    """Runs one sampling call of a variant at (batch, guidance) and returns (seconds, per-step seconds or None)."""
+    """Runs one sampling call of a variant at (batch, guidance) and returns (wall seconds, CPU seconds of this
+    process, per-step CPU seconds or None). With one thread, CPU seconds are what the wall time would be on an idle
+    machine; on a shared machine they are the figure to compare."""
 
     def __init__(self, llamagen_src: str, variants: list[str]):
         self.variants = variants
@@ -121,28 +126,28 @@ class Runner:
         if any(v.startswith("vcq") for v in variants):
             self.pipe = build_vcq()
 
-    def __call__(self, variant: str, batch_size: int, guidance: float) -> tuple[float, list[float] | None]:
+    def __call__(self, variant: str, batch_size: int, guidance: float) -> tuple[float, float, list[float] | None]:
         labels = [i % 1000 for i in range(batch_size)]
         if variant.startswith("llamagen"):
             model = self.llamagen_compiled if variant == "llamagen-compiled" else self.llamagen
             cond = torch.tensor(labels)
             torch.manual_seed(0)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             with torch.no_grad():
                 codes = self.llamagen_generate(
                     model, cond, 256, cfg_scale=guidance, temperature=1.0, top_k=0, top_p=1.0, sample_logits=True
                 )
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
             if tuple(codes.shape) != (batch_size, 256):
                 raise RuntimeError(f"LlamaGen returned {tuple(codes.shape)}")
-            return elapsed, None
+            return elapsed, cpu, None
         stamps = []
 
         def stamp(pipeline, step, position, callback_kwargs):
-            stamps.append(time.perf_counter())
+            stamps.append(time.process_time())
             return {}
 
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         codes = self.pipe(
             class_labels=labels,
             guidance_scale=guidance,
@@ -151,12 +156,12 @@ class Runner:
             compile=variant == "vcq-compiled",
             callback_on_step_end=stamp,
         ).codes
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         limits = torch.tensor(self.pipe.transformer.config.codebook_sizes)
         if tuple(codes.shape) != (batch_size, 256) or not bool((codes < limits).all()):
             raise RuntimeError("VCQ returned invalid codes")
-        steps = [stamps[0] - start] + [b - a for a, b in zip(stamps, stamps[1:])]
-        return elapsed, steps
+        steps = [stamps[0] - cpu_start] + [b - a for a, b in zip(stamps, stamps[1:])]  # CPU seconds per step
+        return elapsed, cpu, steps
 
 
 # ---------------------------------------------------------------------------------------------------- floor
@@ -177,9 +182,9 @@ def matmul_floor(rows: int, codebook_sizes: list[int], reps: int) -> dict[str, f
         fn()
         times = []
         for _ in range(reps):
-            start = time.perf_counter()
+            start = time.process_time()
             fn()
-            times.append(time.perf_counter() - start)
+            times.append(time.process_time() - start)
         return statistics.median(times)
 
     per = {name: median_time(lambda a=a, w=w: linear(a, w)) for name, (a, w) in shapes.items()}
@@ -204,14 +209,16 @@ def child_probe(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     runner = Runner(args.llamagen_src, [variant])
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    first, _ = runner(variant, batch_size, guidance)
+    first, first_cpu, _ = runner(variant, batch_size, guidance)
     after_first = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    warm, _ = runner(variant, batch_size, guidance)
+    warm, warm_cpu, _ = runner(variant, batch_size, guidance)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     report = {
         "variant": variant,
         "first_s": first,
         "warm_s": warm,
+        "first_cpu_s": first_cpu,
+        "warm_cpu_s": warm_cpu,
         "rss_after_build_mb": before / 1024,
         "peak_growth_first_mb": (after_first - before) / 1024,
         "peak_growth_mb": (after - before) / 1024,
@@ -247,51 +254,55 @@ def write_report(results: dict, output: Path) -> None:
         f"- rounds: 1 warm-up + {results['rounds']} timed, interleaved; load averages (1/5/15 min) per round: "
         + "; ".join(f"{r['label']} {r['load_before']} -> {r['load_after']}" for r in results["round_log"]),
         "",
-        "## Throughput (image tokens/s, median over timed rounds; ratios from the same rounds)",
+        "## Throughput (image tokens/s from the CPU seconds of the 1-thread process; median over timed rounds)",
+        "",
+        "Ratios pair the runs of the same round; in brackets the same ratio from wall-clock times (affected by the "
+        "machine's load).",
         "",
         "| batch, guidance | LlamaGen eager | LlamaGen compiled | VCQ eager | VCQ compiled | VCQ eager / LlamaGen eager "
         "(target >= 1.3) | VCQ compiled / LlamaGen compiled (target >= 1.1) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for cell, data in results["cells"].items():
-        timed = data.get("timed", {})
+        cpu, wall = data.get("timed_cpu", {}), data.get("timed", {})
 
-        def tps(variant, data=data, timed=timed):
-            runs = timed.get(variant)
-            return data["tokens"] / statistics.median(runs) if runs else None
+        def tps(variant, data=data, cpu=cpu):
+            runs = cpu.get(variant)
+            return "-" if not runs else f"{data['tokens'] / statistics.median(runs):.1f}"
 
-        def ratio(a, b, timed=timed):
-            pairs = [y / x for x, y in zip(timed.get(a, []), timed.get(b, []))]  # time(b) / time(a) per round
-            return statistics.median(pairs) if pairs else None
+        def ratio(a, b, cpu=cpu, wall=wall):
+            pairs = [y / x for x, y in zip(cpu.get(a, []), cpu.get(b, []))]  # time(b) / time(a), same round
+            pairs_wall = [y / x for x, y in zip(wall.get(a, []), wall.get(b, []))]
+            if not pairs:
+                return "-"
+            return f"{statistics.median(pairs):.2f}x ({statistics.median(pairs_wall):.2f}x)"
 
-        def fmt(value, suffix=""):
-            return "-" if value is None else f"{value:.1f}{suffix}"
-
-        eager_ratio = ratio("vcq-eager", "llamagen-eager")
-        compiled_ratio = ratio("vcq-compiled", "llamagen-compiled")
         lines.append(
-            f"| B {cell.replace(',', ', g ')} | {fmt(tps('llamagen-eager'))} | {fmt(tps('llamagen-compiled'))} | "
-            f"{fmt(tps('vcq-eager'))} | {fmt(tps('vcq-compiled'))} | "
-            f"{'-' if eager_ratio is None else f'{eager_ratio:.2f}x'} | "
-            f"{'-' if compiled_ratio is None else f'{compiled_ratio:.2f}x'} |"
+            f"| B {cell.replace(',', ', g ')} | {tps('llamagen-eager')} | {tps('llamagen-compiled')} | "
+            f"{tps('vcq-eager')} | {tps('vcq-compiled')} | {ratio('vcq-eager', 'llamagen-eager')} | "
+            f"{ratio('vcq-compiled', 'llamagen-compiled')} |"
         )
     lines += [
         "",
-        "## First call (warm-up round, same process; compilation included for the compiled variants)",
+        "## First call (warm-up round, same process, wall clock: compilation runs partly in worker processes; in "
+        "brackets first minus the median timed call, i.e. about the compile time of the compiled variants)",
         "",
         "| batch, guidance | " + " | ".join(VARIANTS) + " |",
         "| --- |" + " --- |" * len(VARIANTS),
     ]
     for cell, data in results["cells"].items():
-        first = data.get("first", {})
-        lines.append(
-            f"| B {cell.replace(',', ', g ')} | "
-            + " | ".join(f"{first[v]:.1f} s" if v in first else "-" for v in VARIANTS)
-            + " |"
-        )
+        first, timed = data.get("first", {}), data.get("timed", {})
+
+        def first_cell(v, first=first, timed=timed):
+            if v not in first:
+                return "-"
+            extra = f" ({first[v] - statistics.median(timed[v]):+.1f} s)" if timed.get(v) else ""
+            return f"{first[v]:.1f} s{extra}"
+
+        lines.append(f"| B {cell.replace(',', ', g ')} | " + " | ".join(first_cell(v) for v in VARIANTS) + " |")
     lines += [
         "",
-        "## Per decode step of the VCQ loop vs the matrix-product floor (median of timed rounds)",
+        "## Per decode step of the VCQ loop vs the matrix-product floor (CPU seconds, median of timed rounds)",
         "",
         "| batch, guidance, variant | rows | step 2 | step 250 | 250 / 2 (target <= 1.10) | median step | floor "
         "(layers + sliced head) | step / floor (target <= 1.25) |",
@@ -317,14 +328,15 @@ def write_report(results: dict, output: Path) -> None:
             "",
             f"## Fresh process, cell B {results['probe_cell'].replace(',', ', g ')}: first vs warm call, peak memory",
             "",
-            "| variant | first call | warm call | first / warm (target <= 1.10) | peak RSS growth over the built "
-            "model |",
-            "| --- | --- | --- | --- | --- |",
+            "| variant | first call (CPU) | warm call (CPU) | first / warm, CPU (target <= 1.10) | first / warm, wall "
+            "| peak RSS growth over the built model |",
+            "| --- | --- | --- | --- | --- | --- |",
         ]
         for probe in results["probes"]:
             lines.append(
-                f"| {probe['variant']} | {probe['first_s']:.1f} s | {probe['warm_s']:.1f} s | "
-                f"{probe['first_s'] / probe['warm_s']:.2f} | {probe['peak_growth_mb']:.0f} MB |"
+                f"| {probe['variant']} | {probe['first_cpu_s']:.1f} s | {probe['warm_cpu_s']:.1f} s | "
+                f"{probe['first_cpu_s'] / probe['warm_cpu_s']:.2f} | {probe['first_s'] / probe['warm_s']:.2f} | "
+                f"{probe['peak_growth_mb']:.0f} MB |"
             )
     lines += ["", *results.get("notes", [])]
     output.write_text("\n".join(lines) + "\n")
@@ -348,7 +360,7 @@ def main(args: argparse.Namespace) -> dict:
         },
         "round_log": [],
         "cells": {},
-        "notes": [],
+        "notes": list(args.note),
     }
     sizes = list(VCQConfig.from_preset("vcq-b").codebook_sizes)
     cells = [(b, g) for b in args.batch_sizes for g in args.guidance_scales]
@@ -366,15 +378,21 @@ def main(args: argparse.Namespace) -> dict:
         for b, g in cells:
             key = f"{b},{g:g}"
             for variant in args.variants:
-                seconds, steps = runner(variant, b, g)
+                if round_index == 0 and variant not in (args.warmup_variants or args.variants):
+                    continue
+                seconds, cpu, steps = runner(variant, b, g)
                 print(
-                    f"[{label}] B {b} g {g:g} {variant}: {seconds:.2f} s ({b * 256 / seconds:.1f} tok/s)", flush=True
+                    f"[{label}] B {b} g {g:g} {variant}: {seconds:.2f} s wall, {cpu:.2f} s CPU "
+                    f"({b * 256 / cpu:.1f} tok/s CPU)",
+                    flush=True,
                 )
                 cell = results["cells"][key]
                 if round_index == 0:
                     cell["first"][variant] = seconds
+                    cell.setdefault("first_cpu", {})[variant] = cpu
                 else:
                     cell["timed"].setdefault(variant, []).append(seconds)
+                    cell.setdefault("timed_cpu", {}).setdefault(variant, []).append(cpu)
                     if steps is not None:
                         cell["steps"].setdefault(variant, []).append(steps)
                 write_report(results, output)
@@ -384,7 +402,7 @@ def main(args: argparse.Namespace) -> dict:
     if args.probe:
         results["probe_cell"] = args.probe
         results["probes"] = []
-        for variant in args.variants:
+        for variant in args.probe_variants or args.variants:
             print(f"[probe] {variant} at {args.probe}", flush=True)
             results["probes"].append(run_probe(args, variant, args.probe))
             write_report(results, output)

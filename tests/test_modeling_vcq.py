@@ -402,3 +402,17 @@ def test_trust_remote_code_without_vcq_hf(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     payload = json.loads(result.stdout.strip().splitlines()[-1])
     assert payload == {"cls": "VCQForCausalLM", "out": expected}
+
+
+def test_schedule_aware_head_slices_the_logits_and_keeps_the_full_loss():
+    model = tiny_model().eval()
+    ids = model.build_input_ids([0, 2], random_codes(model.config, 2))
+    full = model(input_ids=ids).logits
+    sliced = model(input_ids=ids, vocab_limit=4).logits
+    assert sliced.shape == (*full.shape[:2], 4)
+    torch.testing.assert_close(sliced, full[..., :4])
+    with pytest.raises(ValueError, match="training loss needs the full-vocabulary logits"):
+        model(input_ids=ids, labels=ids, vocab_limit=4)
+    with pytest.raises(ValueError, match=r"vocab_limit = 0 is out of range: it must be in \[1, vocab_size = 20\]"):
+        model(input_ids=ids, vocab_limit=0)
+    assert model(input_ids=ids, labels=ids).logits.shape[-1] == model.config.vocab_size

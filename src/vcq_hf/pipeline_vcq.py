@@ -559,7 +559,7 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
 
         config = self.transformer.config
         num_positions = config.num_image_tokens
-        limits = [int(size) for size in config.codebook_sizes]
+        limits = config.codebook_schedule.sizes  # K_t: the head computes the logits of [0, K_t) only
         scales = guidance_scales(settings["guidance_scale"], num_positions, settings["guidance_schedule"])
         do_cfg = any(scale != 1.0 for scale in scales)
         self._guidance_scale = settings["guidance_scale"]
@@ -631,8 +631,9 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
 
     def _decode_step(self, compile: bool) -> Callable[[torch.Tensor, VCQStaticCache, int], torch.Tensor]:
         """The decode step `(input_ids (R, n), cache, K_t) -> logits (R, K_t)` of the last position: the prior with
-        the schedule-aware head. With `compile`, `torch.compile` of it, built once per pipeline (the input checks
-        are skipped while compiling, so they cause no graph break)."""
+        the schedule-aware head. With `compile`, `torch.compile(..., dynamic=True, fullgraph=True)` of it, built once
+        per pipeline: one graph for every position and K_t (the input checks are skipped while compiling, so they
+        cause no graph break; `fullgraph=True` makes any break an error)."""
 
         def step(input_ids: torch.Tensor, cache: VCQStaticCache, vocab_limit: int) -> torch.Tensor:
             outputs = self.transformer(
@@ -644,7 +645,7 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
             return step
         compiled = getattr(self, "_compiled_decode_step", None)
         if compiled is None or compiled[0] is not self.transformer:
-            compiled = (self.transformer, torch.compile(step, dynamic=True))
+            compiled = (self.transformer, torch.compile(step, dynamic=True, fullgraph=True))
             self._compiled_decode_step = compiled
         return compiled[1]
 
@@ -662,7 +663,7 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
                 "callback_on_step_end may only change the newest column of `codes`: the earlier codes are already in "
                 "the KV cache."
             )
-        limit = int(self.transformer.config.codebook_sizes[position])
+        limit = self.transformer.config.codebook_schedule[position]
         last = new_codes[:, -1]
         if bool(((last < 0) | (last >= limit)).any()):
             raise ValueError(
