@@ -36,7 +36,6 @@ from accelerate.utils import gather_object
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import sampling_utils as su  # noqa: E402
-import training_utils as tu  # noqa: E402
 from vcq_hf.metrics import (  # noqa: E402
     FEATURE_EXTRACTORS,
     compute_generation_metrics,
@@ -44,6 +43,7 @@ from vcq_hf.metrics import (  # noqa: E402
     load_feature_extractor,
     save_adm_npz,
 )
+from vcq_hf.training_utils import scripts as tu  # noqa: E402
 
 
 logger = get_logger(__name__, log_level="INFO")

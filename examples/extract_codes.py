@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -36,15 +35,12 @@ from accelerate.utils import gather_object, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import training_utils as tu  # noqa: E402
-from vcq_hf.data.codes import META_FILENAME, codes_dataset_info  # noqa: E402
-from vcq_hf.image_processing_vcq import VCQImageProcessor  # noqa: E402
-from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
-from vcq_hf.training_utils.checkpointing import weights_fingerprint  # noqa: E402
-from vcq_hf.training_utils.files import (  # noqa: E402
+from vcq_hf.data.codes import META_FILENAME, codes_dataset_info
+from vcq_hf.image_processing_vcq import VCQImageProcessor
+from vcq_hf.modeling_vcq_vq import VCQVQModel
+from vcq_hf.training_utils import scripts as tu
+from vcq_hf.training_utils.checkpointing import weights_fingerprint
+from vcq_hf.training_utils.files import (
     atomic_write_json,
     explain_unreadable_weights,
     replace_folder,

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import sampling_utils as su  # noqa: E402
-import training_utils as tu  # noqa: E402
+from vcq_hf.training_utils import scripts as tu  # noqa: E402
 from vcq_hf.training_utils.files import atomic_write_json  # noqa: E402
 
 

@@ -2,7 +2,8 @@
 sampling flags and their checks, the `Accelerator` and pipeline set-up, class selection by id or name, per-image
 generators, the batched pipeline call and the sampling settings recorded next to the results.
 
-The scripts import this module as a sibling (`import sampling_utils`), like `training_utils`.
+The scripts import this module as a sibling (`import sampling_utils`); what the training scripts share lives in the
+library, `vcq_hf.training_utils`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-import training_utils as tu
 from vcq_hf.pipeline_vcq import VCQPipeline
 from vcq_hf.sampling import DEFAULT_GUIDANCE_SCALE, GUIDANCE_SCHEDULES, check_sampling_settings
+from vcq_hf.training_utils import scripts as tu
 
 
 def add_sampling_args(parser: argparse.ArgumentParser) -> None:

@@ -27,21 +27,17 @@ import torch
 from accelerate.logging import get_logger
 from torch.utils.data import TensorDataset
 
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import sampling_utils as su  # noqa: E402
-import training_utils as tu  # noqa: E402
-from vcq_hf.configuration_vcq import VCQConfig  # noqa: E402
-from vcq_hf.data.codes import META_FILENAME, load_codes_dataset  # noqa: E402
-from vcq_hf.hub.model_card import save_model_card  # noqa: E402
-from vcq_hf.modeling_vcq import VCQForCausalLM  # noqa: E402
-from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
-from vcq_hf.pipeline_vcq import VCQPipeline  # noqa: E402
-from vcq_hf.sampling import check_sampling_settings  # noqa: E402
-from vcq_hf.training_utils.checkpointing import register_pretrained_hooks, weights_fingerprint  # noqa: E402
-from vcq_hf.training_utils.ema import create_ema  # noqa: E402
-from vcq_hf.training_utils.files import explain_unreadable_weights  # noqa: E402
+from vcq_hf.configuration_vcq import VCQConfig
+from vcq_hf.data.codes import META_FILENAME, load_codes_dataset
+from vcq_hf.hub.model_card import save_model_card
+from vcq_hf.modeling_vcq import VCQForCausalLM
+from vcq_hf.modeling_vcq_vq import VCQVQModel
+from vcq_hf.pipeline_vcq import VCQPipeline
+from vcq_hf.sampling import check_sampling_settings
+from vcq_hf.training_utils import scripts as tu
+from vcq_hf.training_utils.checkpointing import register_pretrained_hooks, weights_fingerprint
+from vcq_hf.training_utils.ema import create_ema
+from vcq_hf.training_utils.files import explain_unreadable_weights
 
 
 logger = get_logger(__name__, log_level="INFO")
@@ -85,10 +81,8 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    from train_tokenizer import parse_config_overrides
-
     tu.check_common_training_args(args)
-    args.config_overrides = parse_config_overrides(args.config_overrides)
+    args.config_overrides = tu.parse_config_overrides(args.config_overrides)
     # A local folder must be a code set (extract_codes.py's vcq_meta.json, or a save_to_disk dataset whose info holds
     # the metadata); anything else is taken as a Hub dataset id and checked when it is loaded.
     codes_dir = Path(args.codes_dir)
@@ -149,7 +143,7 @@ def sample_grid(pipeline: VCQPipeline, args, class_ids: list[int], step: int | s
         output_type="pil",
     ).images
     transformer.train(was_training)
-    names = su.class_names(pipeline, class_ids)
+    names = [pipeline.id2label.get(c, str(c)) for c in class_ids]
     scale = max(1, 64 // images[0].size[0])
     return tu.make_labelled_grid(images, names, num_columns=args.num_validation_images_per_class, scale=scale)
 

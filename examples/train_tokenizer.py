@@ -32,22 +32,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate.logging import get_logger
+from diffusers.training_utils import EMAModel
 from torch import nn
 from torch.utils.data import TensorDataset
 
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from diffusers.training_utils import EMAModel  # noqa: E402
-
-import training_utils as tu  # noqa: E402
-from vcq_hf.configuration_vcq_vq import VCQVQConfig  # noqa: E402
-from vcq_hf.hub.model_card import save_model_card  # noqa: E402
-from vcq_hf.image_processing_vcq import VCQImageProcessor  # noqa: E402
-from vcq_hf.metrics.perceptual import PERCEPTUAL_LOSSES, build_perceptual_loss  # noqa: E402
-from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
-from vcq_hf.training_utils.checkpointing import register_pretrained_hooks, stop_on_nonfinite_weights  # noqa: E402
-from vcq_hf.training_utils.files import explain_unreadable_weights  # noqa: E402
+from vcq_hf.configuration_vcq_vq import VCQVQConfig
+from vcq_hf.hub.model_card import save_model_card
+from vcq_hf.image_processing_vcq import VCQImageProcessor
+from vcq_hf.metrics.perceptual import PERCEPTUAL_LOSSES, build_perceptual_loss
+from vcq_hf.modeling_vcq_vq import VCQVQModel
+from vcq_hf.training_utils import scripts as tu
+from vcq_hf.training_utils.checkpointing import register_pretrained_hooks, stop_on_nonfinite_weights
+from vcq_hf.training_utils.files import explain_unreadable_weights
 
 
 logger = get_logger(__name__, log_level="INFO")
@@ -94,20 +90,6 @@ def hinge_discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tenso
 # ----------------------------------------------------------------------------------------------------------------------
 # Arguments
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def parse_config_overrides(items: list[str] | None) -> dict:
-    """['schedule=constant', 'k_min=4'] -> {'schedule': 'constant', 'k_min': 4} (values parsed as JSON if possible)."""
-    overrides = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--config_overrides item {item!r} must look like key=value.")
-        key, value = item.split("=", 1)
-        try:
-            overrides[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key.strip()] = value
-    return overrides
 
 
 def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
@@ -200,7 +182,7 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
 def check_args(args: argparse.Namespace) -> None:
     tu.check_dataset_args(args)
     tu.check_common_training_args(args)
-    args.config_overrides = parse_config_overrides(args.config_overrides)
+    args.config_overrides = tu.parse_config_overrides(args.config_overrides)
     if args.resolution is not None and args.resolution < 1:
         raise ValueError(f"--resolution = {args.resolution} must be >= 1.")
     if args.decoder_only:

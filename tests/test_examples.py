@@ -29,13 +29,13 @@ import extract_codes  # noqa: E402
 import sample  # noqa: E402
 import train_ar  # noqa: E402
 import train_tokenizer  # noqa: E402
-import training_utils  # noqa: E402
 from vcq_hf.hub.model_card import build_model_card  # noqa: E402
 from vcq_hf.image_processing_vcq import VCQImageProcessor  # noqa: E402
 from vcq_hf.metrics.perceptual import VGGPerceptualLoss  # noqa: E402
 from vcq_hf.modeling_vcq import VCQForCausalLM  # noqa: E402
 from vcq_hf.modeling_vcq_vq import VCQVQModel  # noqa: E402
 from vcq_hf.pipeline_vcq import VCQPipeline  # noqa: E402
+from vcq_hf.training_utils import scripts as training_utils  # noqa: E402
 from vcq_hf.training_utils.checkpointing import (  # noqa: E402
     CHECKPOINT_MARKER,
     NonFiniteTrainingError,

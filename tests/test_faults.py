@@ -457,8 +457,8 @@ def test_truncated_weights_are_one_line_errors_naming_the_file(tiny_pipeline, tm
 
 
 def run_in_process(script, argv, capsys) -> tuple[int, str]:
-    """`training_utils.run_script` of an example script with `argv`: (exit code, stderr)."""
-    import training_utils
+    """`vcq_hf.training_utils.scripts.run_script` of an example script with `argv`: (exit code, stderr)."""
+    from vcq_hf.training_utils import scripts as training_utils
 
     module = __import__(script)
     try:

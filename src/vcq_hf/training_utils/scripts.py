@@ -1,11 +1,11 @@
-"""Helpers shared by the example training scripts (`train_tokenizer.py`, `extract_codes.py`, `train_ar.py`,
-`sample.py`): common command-line flags and their cross-checks, the `Accelerator` set-up, checkpoint naming,
-rotation and resume, an exponential moving average of the weights, the non-finite-loss guard, the training-loop
-scaffolding (data/optimizer/scheduler set-up, run start and resume, resumable epochs, the update step, the final
-model and summary), a local JSON-lines tracker, in-memory image tensors and labelled image grids.
+"""What the example training scripts share (`examples/train_tokenizer.py`, `train_ar.py`, `extract_codes.py`,
+`sample.py`): diffusers' common flags and their checks, the `Accelerator` set-up with a local JSON-lines tracker, the
+optimizer and LR schedule, resume and checkpoint calls with the script's flags, the NaN guard's update step, the data
+and image helpers, and `run_script`, which turns bad input into a one-line error. Each function takes the scripts'
+`argparse.Namespace`; the checkpoint, EMA and file-safety logic they call lives in `checkpointing`, `ema` and
+`files`, next to this module.
 
-The scripts import this module as a sibling (`import training_utils`), like diffusers' examples; run them from any
-directory as `accelerate launch examples/<script>.py ...`.
+The scripts import it as `from vcq_hf.training_utils import scripts as tu`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 from torch.utils.data import DataLoader
 
-from vcq_hf.training_utils import checkpointing as ckpt
-from vcq_hf.training_utils.checkpointing import (
+from . import checkpointing as ckpt
+from .checkpointing import (
     CHECKPOINT_PREFIX,
     NonFiniteTrainingError,
     check_finite_gradients,
@@ -40,7 +40,7 @@ from vcq_hf.training_utils.checkpointing import (
     checkpoint_step,
     uses_sharded_states,
 )
-from vcq_hf.training_utils.files import CorruptWeightsError
+from .files import CorruptWeightsError
 
 
 logger = get_logger(__name__, log_level="INFO")
@@ -137,6 +137,20 @@ def add_common_training_args(
     group.add_argument("--hub_model_id", type=str, default=None, help="Hub repo id (default: output_dir's name).")
     group.add_argument("--hub_token", type=str, default=None, help="Hub token (default: the cached login).")
     group.add_argument("--hub_private_repo", action="store_true", help="Create the Hub repo as private.")
+
+
+def parse_config_overrides(items: list[str] | None) -> dict:
+    """['schedule=constant', 'k_min=4'] -> {'schedule': 'constant', 'k_min': 4} (values parsed as JSON if possible)."""
+    overrides = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--config_overrides item {item!r} must look like key=value.")
+        key, value = item.split("=", 1)
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    return overrides
 
 
 def check_finite_flags(args: argparse.Namespace) -> None:
