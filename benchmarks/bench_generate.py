@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for name in args.models:
         model = build_model(name)
-        params = sum(p.numel() for p in model.parameters())
+        params = model.num_parameters()
         prompt = model.build_input_ids(torch.arange(args.batch_size) % model.config.num_classes)
         time_generate(model, prompt, {"max_new_tokens": 8})  # warm-up
         times = {variant: [] for variant in VARIANTS}

@@ -70,7 +70,7 @@ def main(args: argparse.Namespace) -> list[dict]:
         {"method": "VCQVQModel.decode only", "seconds": t_decode},
         {"method": "transformer.generate + CFG (negative_prompt_ids)", "seconds": t_generate},
     ]
-    n_params = sum(p.numel() for p in transformer.parameters()) / 1e6
+    n_params = transformer.num_parameters() / 1e6
     print(
         f"batch {B}, guidance {s}, T = {T} tokens, prior {args.ar_preset} ({n_params:.2f}M params), tokenizer "
         f"{args.vq_preset}, device {device}, torch threads {torch.get_num_threads()}, median of {args.repeats}\n"

@@ -64,7 +64,7 @@ def main() -> None:
         overrides["reconstruction_loss_type"] = args.loss_type
     config = VCQVQConfig.from_preset(args.preset, **overrides)
     model = VCQVQModel(config).eval()
-    num_parameters = sum(parameter.numel() for parameter in model.parameters())
+    num_parameters = model.num_parameters()
     pixel_values = torch.rand(args.batch_size, config.num_channels, config.image_size, config.image_size) * 2 - 1
 
     with torch.no_grad():

@@ -185,7 +185,7 @@ def main(args: argparse.Namespace) -> VCQPipeline:
         getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     ema = create_ema(model, args.ema_max_decay, args.ema_update_after_step) if args.use_ema else None
     logger.info(
-        f"VCQForCausalLM: {tu.count_parameters(model) / 1e6:.2f}M parameters; T={model.config.num_image_tokens}, "
+        f"VCQForCausalLM: {model.num_parameters() / 1e6:.2f}M parameters; T={model.config.num_image_tokens}, "
         f"{len(class_names)} classes, class dropout {model.config.class_dropout_prob}"
     )
 
@@ -300,8 +300,8 @@ def main(args: argparse.Namespace) -> VCQPipeline:
                 last_logs=last_logs,
             ),
             "num_parameters": {
-                "transformer": tu.count_parameters(final_transformer),
-                "vq_model": tu.count_parameters(vq_model),
+                "transformer": final_transformer.num_parameters(),
+                "vq_model": vq_model.num_parameters(),
             },
             "num_train_sequences": len(train_dataset),
             "codes_dir": str(Path(args.codes_dir).resolve()),

@@ -337,7 +337,7 @@ def main(args: argparse.Namespace) -> VCQVQModel:
         else None
     )
     logger.info(
-        f"VCQVQModel: {tu.count_parameters(model) / 1e6:.2f}M parameters, T={config.num_image_tokens}, "
+        f"VCQVQModel: {model.num_parameters() / 1e6:.2f}M parameters, T={config.num_image_tokens}, "
         f"K_t={config.codebook_sizes[0]}..{config.codebook_sizes[-1]} ({config.schedule})"
     )
 
@@ -535,11 +535,11 @@ def main(args: argparse.Namespace) -> VCQVQModel:
                 start_time=start_time,
                 last_logs=last_logs,
             ),
-            "training_wall_s": round(clock.wall_s(), 1),
-            "training_cpu_s": round(clock.cpu_s(), 1),
+            "training_wall_s": round(clock.wall_s(), 3),
+            "training_cpu_s": round(clock.cpu_s(), 3),
             "stopped_by_time_budget": global_step < max_train_steps,
             "code_usage": usage,
-            "num_parameters": tu.count_parameters(final_model),
+            "num_parameters": final_model.num_parameters(),
             "num_train_images": len(train_dataset),
         }
         tu.write_json(Path(args.output_dir) / "training_summary.json", summary)

@@ -180,3 +180,18 @@ def test_make_grid_shape_and_validation():
     assert np.asarray(grid)[2, -3].tolist() == [255, 0, 0]  # last cell of the first row, red
     with pytest.raises(ValueError, match="2 rows but 1 labels"):
         make_grid([images[:2], images[2:]], ["x"])
+
+
+def test_one_grid_function_on_diffusers_make_image_grid():
+    from vcq_hf.utils.image_grid import make_labelled_grid
+
+    images = [Image.new("RGB", (4, 4), (0, 0, 255)) for _ in range(5)]
+    plain = make_labelled_grid(images, num_columns=3)  # diffusers' grid: no labels, no padding
+    assert plain.size == (12, 8)
+    assert np.asarray(plain)[5, 5].tolist() == [0, 0, 255] and np.asarray(plain)[5, 9].tolist() == [255, 255, 255]
+    labelled = make_labelled_grid(images, num_columns=3, row_labels=["0: a", "1: b"], cell_size=8, padding=1)
+    assert labelled.height == 1 + 2 * (8 + 1) and labelled.width > 3 * (8 + 1)
+    with pytest.raises(ValueError, match="3 row labels for 2 rows"):
+        make_labelled_grid(images, num_columns=3, row_labels=["a", "b", "c"])
+    with pytest.raises(ValueError, match="at least one image"):
+        make_labelled_grid([], num_columns=3)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from .sampling import DEFAULT_GUIDANCE_SCALE, GUIDANCE_SCHEDULES, check_sampling_settings
 
@@ -194,26 +194,15 @@ def make_grid(
     """
     if len(rows) != len(row_labels):
         raise ValueError(f"{len(rows)} rows but {len(row_labels)} labels.")
+    from .utils.image_grid import make_labelled_grid
+
     first = rows[0][0]
     if cell_size is None:
         cell_size = first.width * max(1, math.ceil(MIN_CELL_SIZE / first.width))
-    font = ImageFont.load_default()
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    text_width = max(measure.textbbox((0, 0), label, font=font)[2] for label in row_labels)
-    text_height = max(measure.textbbox((0, 0), label, font=font)[3] for label in row_labels)
-    label_width = text_width + 2 * padding
     columns = max(len(row) for row in rows)
-    width = label_width + columns * (cell_size + padding)
-    height = len(rows) * (cell_size + padding) + padding
-    grid = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(grid)
-    for r, (row, label) in enumerate(zip(rows, row_labels)):
-        top = padding + r * (cell_size + padding)
-        draw.text((padding, top + max(0, (cell_size - text_height) // 2)), label, fill="black", font=font)
-        for c, image in enumerate(row):
-            cell = image.convert("RGB").resize((cell_size, cell_size), Image.NEAREST)
-            grid.paste(cell, (label_width + c * (cell_size + padding), top))
-    return grid
+    blank = Image.new("RGB", first.size, "white")
+    images = [image for row in rows for image in [*row, *[blank] * (columns - len(row))]]
+    return make_labelled_grid(images, columns, row_labels=row_labels, cell_size=cell_size, padding=padding)
 
 
 def check_sizes(num_images_per_class: int, cell_size: int | None, batch_size: int) -> None:

@@ -453,7 +453,7 @@ def count_parameters_on_meta(model_class: type, config: Any) -> dict[str, int]:
 
     with torch.device("meta"):
         model = model_class(config)
-    total = sum(p.numel() for p in model.parameters())
+    total = model.num_parameters()
     try:
         embedding = model.get_input_embeddings()
     except (AttributeError, NotImplementedError):  # e.g. VCQVQModel: no token embedding
@@ -655,7 +655,7 @@ def build_preset_card(preset: str) -> ModelCard:
             f'config = VCQConfig.from_vq_config(vq_config, preset="{preset}")',
             'with torch.device("meta"):  # no memory; drop this line to allocate random weights',
             "    model = VCQForCausalLM(config)",
-            f"print(sum(p.numel() for p in model.parameters()))  # {ar_counts['total']}",
+            f"print(model.num_parameters())  # {ar_counts['total']}",
             "",
             "# A pipeline trained with the recipe below (train_ar.py writes this folder):",
             f'pipe = VCQPipeline.from_pretrained("runs/{preset}-in256", torch_dtype=torch.bfloat16).to("cuda")',

@@ -27,7 +27,7 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.tracking import GeneralTracker
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -773,30 +773,9 @@ def make_labelled_grid(
     """Rows of `num_columns` images; row r is captioned with `labels[r]` on its left when labels are given."""
     if not images:
         raise ValueError("make_labelled_grid needs at least one image.")
-    width, height = images[0].size
-    width, height = width * scale, height * scale
-    num_rows = math.ceil(len(images) / num_columns)
-    font = ImageFont.load_default()
-    label_width = 0
-    if labels:
-        probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-        label_width = 8 + max(int(probe.textlength(str(label), font=font)) for label in labels)
-    grid = Image.new("RGB", (label_width + num_columns * width, num_rows * height), "white")
-    draw = ImageDraw.Draw(grid)
-    for index, image in enumerate(images):
-        row, column = divmod(index, num_columns)
-        image = image.convert("RGB")
-        if scale != 1:
-            image = image.resize((width, height), Image.NEAREST)
-        grid.paste(image, (label_width + column * width, row * height))
-    if labels:
-        for row, label in enumerate(labels[:num_rows]):
-            draw.text((4, row * height + max(height // 2 - 6, 0)), str(label), fill="black", font=font)
-    return grid
+    from vcq_hf.utils.image_grid import make_labelled_grid as library_grid
 
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    return library_grid(images, num_columns, row_labels=labels, cell_size=images[0].width * scale)
 
 
 def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
