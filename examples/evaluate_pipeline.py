@@ -8,7 +8,7 @@ them, extracts the reference features and writes `metrics.json` with FID, KID, p
 extractor (keys labelled by extractor, e.g. "FID-FMNIST-CNN"), the sampling settings and the wall time; with
 `--save_npz` also `samples.npz` in the ADM-evaluator format (`arr_0` uint8 (N, H, W, 3), `arr_1` labels).
 
-    accelerate launch --num_processes 2 examples/evaluate_pipeline.py --pipeline_path vcq-fmnist \
+    accelerate launch --num_processes 2 examples/evaluate_pipeline.py --model vcq-fmnist \
         --reference_dataset fashion-mnist --reference_split test --num_samples_per_class 1000 \
         --feature_extractors fmnist-cnn --output_dir eval-fmnist --save_npz
 
@@ -53,7 +53,15 @@ BUILTIN_DATASETS = ("fashion-mnist", "emoji", "digits")
 
 def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--pipeline_path", type=str, required=True, help="A VCQPipeline folder (train_ar.py output).")
+    parser.add_argument(
+        "--model",
+        "--pipeline_path",
+        dest="pipeline_path",
+        type=str,
+        required=True,
+        help="A VCQPipeline folder, train_ar.py's output (as `vcq generate --model`; --pipeline_path is the older "
+        "spelling).",
+    )
     parser.add_argument("--output_dir", type=str, required=True)
     parser.add_argument("--num_samples_per_class", type=int, default=100)
     parser.add_argument("--class_labels", type=str, nargs="*", default=None, help="Class ids or names (default: all).")

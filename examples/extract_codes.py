@@ -13,7 +13,7 @@ The dataset is written into a temporary folder beside `--output_dir` and moved i
 `--overwrite` replaces only a folder this script wrote (it holds `vcq_meta.json`), and the output may not be (or
 contain) the tokenizer or the image folder it reads.
 
-    accelerate launch examples/extract_codes.py --vq_model_path vcq-tokenizer-fmnist \
+    accelerate launch examples/extract_codes.py --vq_model vcq-tokenizer-fmnist \
         --dataset_name fashion-mnist --flip_augmentation --output_dir fmnist-codes
 
 Load the result with `datasets.load_from_disk(output_dir)`; `examples/train_ar.py --codes_dir output_dir` trains on it.
@@ -55,7 +55,15 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[1], formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--vq_model_path", type=str, required=True, help="A folder saved by train_tokenizer.py.")
+    parser.add_argument(
+        "--vq_model",
+        "--vq_model_path",
+        dest="vq_model_path",
+        type=str,
+        required=True,
+        help="The tokenizer: a folder saved by train_tokenizer.py (`vcq analyze --vq-model`; --vq_model_path is the "
+        "older spelling).",
+    )
     tu.add_dataset_args(parser)
     parser.add_argument("--output_dir", type=str, required=True, help="Where the codes dataset is saved.")
     parser.add_argument("--flip_augmentation", action="store_true", help="Also encode horizontally flipped images.")

@@ -7,7 +7,7 @@ batch `gather_object` brings the images to rank 0 (no shared file system needed)
 `samples.npz` (`arr_0`: uint8 (N, H, W, 3), the format of the ADM evaluator used by ImageNet papers; `labels`:
 int64 (N,); `codes`: int64 (N, T), the sampled image codes, for `vcq analyze copies`) and `sample_info.json`. PNGs go to `output_dir/images/<index>_<class id>.png` unless `--no_png`.
 
-    accelerate launch --num_processes 8 examples/sample.py --pipeline_path vcq-imagenet \
+    accelerate launch --num_processes 8 examples/sample.py --model vcq-imagenet \
         --num_samples 50000 --guidance_scale 2.0 --batch_size 125 --output_dir samples-50k
 """
 
@@ -41,7 +41,15 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[1], formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--pipeline_path", type=str, required=True, help="A VCQPipeline folder (train_ar.py output).")
+    parser.add_argument(
+        "--model",
+        "--pipeline_path",
+        dest="pipeline_path",
+        type=str,
+        required=True,
+        help="A VCQPipeline folder, train_ar.py's output (as `vcq generate --model`; --pipeline_path is the older "
+        "spelling).",
+    )
     parser.add_argument("--output_dir", type=str, required=True)
     parser.add_argument("--num_samples", type=int, default=50000, help="Total number of images N.")
     parser.add_argument(

@@ -50,7 +50,12 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     group = parser.add_argument_group("data and model")
     group.add_argument("--codes_dir", type=str, required=True, help="A codes dataset saved by extract_codes.py.")
     group.add_argument(
-        "--vq_model_path", type=str, default=None, help="The tokenizer folder (default: the one the codes came from)."
+        "--vq_model",
+        "--vq_model_path",
+        dest="vq_model_path",
+        type=str,
+        default=None,
+        help="The tokenizer folder (default: the one the codes came from; --vq_model_path is the older spelling).",
     )
     group.add_argument(
         "--model_config",
@@ -170,7 +175,7 @@ def main(args: argparse.Namespace) -> VCQPipeline:
     if expected is not None and weights_fingerprint(vq_model) != expected:
         raise ValueError(
             f"The tokenizer {vq_model_path} is not the one the codes in {args.codes_dir} were extracted with (its "
-            f"weights' fingerprint differs from {expected}). Pass that tokenizer as --vq_model_path, or extract the "
+            f"weights' fingerprint differs from {expected}). Pass that tokenizer as --vq_model, or extract the "
             "codes again with this one."
         )
     if args.resolution is not None and args.resolution != vq_model.config.image_size:

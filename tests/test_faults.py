@@ -544,3 +544,20 @@ def test_requested_tracker_that_cannot_start_is_an_error_and_tensorboard_logs(wo
     assert code == 0, err
     assert list((out / "logs").rglob("events.out.tfevents.*")), sorted(p.name for p in (out / "logs").rglob("*"))
     assert len((out / "logs" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_scripts_take_the_cli_names_for_the_same_things(workspace, tmp_path):
+    import extract_codes
+    import sample
+    import train_ar
+
+    base = ["--train_data_dir", str(workspace["data"]), "--output_dir", str(tmp_path / "c")]
+    for flag in ("--vq_model", "--vq_model_path"):  # `vcq analyze --vq-model`; the older spelling still works
+        assert extract_codes.parse_args([flag, str(workspace["tokenizer"]), *base]).vq_model_path == str(
+            workspace["tokenizer"]
+        )
+        args = train_ar.parse_args(ar_args(workspace["codes"], tmp_path / "o", flag, str(workspace["tokenizer"])))
+        assert args.vq_model_path == str(workspace["tokenizer"])
+    for flag in ("--model", "--pipeline_path"):  # `vcq generate --model`
+        with pytest.raises(ValueError, match="model_index.json"):
+            sample.parse_args([flag, str(tmp_path), "--output_dir", str(tmp_path / "s")])
