@@ -43,6 +43,7 @@ from vcq_hf.metrics.perceptual import PERCEPTUAL_LOSSES, build_perceptual_loss
 from vcq_hf.modeling_vcq_vq import VCQVQModel
 from vcq_hf.training_utils import scripts as tu
 from vcq_hf.training_utils.checkpointing import register_pretrained_hooks, stop_on_nonfinite_weights
+from vcq_hf.training_utils.ema import load_ema, save_ema
 from vcq_hf.training_utils.files import explain_unreadable_weights
 
 
@@ -634,34 +635,6 @@ def ema_parameters(ema: EMAModel | None) -> nn.Module | None:
     if ema is None:
         return None
     return nn.ParameterList(nn.Parameter(shadow, requires_grad=False) for shadow in ema.shadow_params)
-
-
-def save_ema(ema: EMAModel, model: VCQVQModel, folder: Path) -> None:
-    """The EMA weights as `model.safetensors` (named like the model's parameters) + `ema_state.json` (step, decay)."""
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    names = [name for name, _ in model.named_parameters()]
-    save_file(
-        {name: param.detach().contiguous().cpu() for name, param in zip(names, ema.shadow_params)},
-        str(folder / "model.safetensors"),
-    )
-    tu.write_json(folder / "ema_state.json", {"optimization_step": ema.optimization_step, "decay": ema.decay})
-
-
-def load_ema(ema: EMAModel, model: VCQVQModel, folder: Path) -> None:
-    """Inverse of `save_ema`: every parameter must be there."""
-    from safetensors.torch import load_file
-
-    state = load_file(str(folder / "model.safetensors"))
-    names = [name for name, _ in model.named_parameters()]
-    missing = [name for name in names if name not in state]
-    if missing or len(state) != len(names):
-        raise RuntimeError(f"EMA checkpoint {folder} does not match VCQVQModel: missing {missing}.")
-    with torch.no_grad():
-        for name, shadow in zip(names, ema.shadow_params):
-            shadow.copy_(state[name])
-    ema.optimization_step = int(json.loads((folder / "ema_state.json").read_text())["optimization_step"])
 
 
 @torch.no_grad()
