@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .files import CorruptWeightsError, atomic_write_json, replace_folder
+from .files import CorruptWeightsError, atomic_write_json, explain_unreadable_weights, replace_folder
 
 
 if TYPE_CHECKING:
@@ -476,32 +476,30 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def load_module(model: nn.Module, folder: str | os.PathLike) -> None:
-    """Load weights written by `save_module` into `model` in place (strict; tied weights filled from the module)."""
+    """Load weights written by `save_module` into `model` in place.
+
+    A model with `from_pretrained` (transformers / diffusers models) is read by its own loader, which owns tied
+    weights, sharded files and dtypes, and its state is copied in strictly (the load hook of diffusers'
+    `train_unconditional.py` does the same); any other module reads its `model.safetensors` strictly. An unreadable
+    file is a one-line error naming it.
+    """
     folder = Path(folder)
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise CorruptCheckpointError(f"No .safetensors weights in {folder}; the checkpoint is incomplete.")
+    if hasattr(model, "from_pretrained"):
+        with explain_unreadable_weights(folder):
+            loaded = type(model).from_pretrained(folder)
+        model.load_state_dict(loaded.state_dict())
+        return
     state: dict[str, torch.Tensor] = {}
     for file in files:
         state.update(read_safetensors(file))
     missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = set(_tied_parameter_names(model))
-    missing = [name for name in missing if name not in tied]
     if missing or unexpected:
         raise CorruptCheckpointError(
             f"Checkpoint {folder} does not match {type(model).__name__}: missing {missing}, unexpected {unexpected}."
         )
-
-
-def _tied_parameter_names(model: nn.Module) -> list[str]:
-    seen: dict[int, str] = {}
-    tied = []
-    for name, param in model.named_parameters(remove_duplicate=False):
-        if id(param) in seen:
-            tied.append(name)
-        else:
-            seen[id(param)] = name
-    return tied
 
 
 def weights_fingerprint(module: nn.Module) -> str:
