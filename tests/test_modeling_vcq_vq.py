@@ -142,6 +142,8 @@ def test_overrides_and_assignments_are_validated(tmp_path):
     with pytest.raises(StrictDataclassError, match="layer_norm_eps = nan is out of range"):
         VCQVQConfig.from_pretrained(tmp_path, layer_norm_eps=float("nan"))
     assert VCQVQConfig.from_pretrained(tmp_path, commitment_weight=0.5).commitment_weight == 0.5
+    with pytest.raises(StrictDataclassError, match="mlp_ratio = inf is out of range"):
+        VCQVQModel.from_pretrained(tmp_path, mlp_ratio=float("inf"))  # the model's overrides go the same way
     config = tester.get_config()
     with pytest.raises(StrictDataclassError, match="expected int, got str"):
         config.encoder_hidden_size = "x"  # field types are checked on assignment

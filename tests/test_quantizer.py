@@ -159,6 +159,8 @@ def test_dead_code_restart_respects_schedule():
     # codes 2..7 may only be used at positions 2, 3, so they must be seeded from there
     torch.testing.assert_close(quantizer.embedding.weight[2:], torch.tensor([[1.0, 0.0, 0.0]]).expand(6, 3))
     assert quantizer.restart_dead_codes(latents, threshold=0.5) == 0
+    with pytest.raises(ValueError, match=r"threshold = nan is out of range: it must be a finite number in \[0, inf\)"):
+        quantizer.restart_dead_codes(latents, threshold=float("nan"))  # NaN would silently restart nothing
 
 
 def test_usage_ema_only_in_training():
@@ -197,6 +199,11 @@ def test_bad_input():
         (dict(codebook_sizes=[2, 4], codebook_dim=3, commitment_weight=-1), "commitment_weight = -1"),
         (dict(codebook_sizes=[2, 4], codebook_dim=3, entropy_temperature=0), "entropy_temperature = 0"),
         (dict(codebook_sizes=[2, 4], codebook_dim=3, usage_decay=1.0), r"usage_decay = 1.0 .*\[0, 1\)"),
+        (
+            dict(codebook_sizes=[2, 4], codebook_dim=3, commitment_weight=float("nan")),
+            r"commitment_weight = nan .*\[0, inf\)",
+        ),
+        (dict(codebook_sizes=[2, 4], codebook_dim=3, entropy_temperature=float("inf")), "entropy_temperature = inf"),
     ],
 )
 def test_bad_construction(kwargs, match):
