@@ -4,8 +4,8 @@
 The pipeline is loaded from `--pipeline_dir` and written with `VCQPipeline.save_pretrained`, so the demo has the
 layout of every saved pipeline (`vcq_hf/hub/pipeline.py`): weights and configs, the model code (it loads with
 `DiffusionPipeline.from_pretrained(demo, trust_remote_code=True)` without vcq_hf) and `vq_model/`'s image processor
-config (the tokenizer's own `preprocessor_config.json` from `--tokenizer_dir` when it has one). The model card, the
-training summaries of both stages, evaluation results and the sample grid travel along; checkpoints, logs and
+config (the tokenizer's own `preprocessor_config.json` from `--tokenizer_dir` when it has one); its README is the
+demo model card (`vcq_hf.hub.model_card.build_demo_card`). The training summaries of both stages, evaluation results and the sample grid travel along; checkpoints, logs and
 optimizer states stay behind. The written folder is reloaded and sampled once before it replaces the old demo.
 Re-exporting the demo onto itself (`--pipeline_dir src/vcq_hf/demo`) keeps everything and refreshes the layout.
 
@@ -44,6 +44,7 @@ def export_demo(
     vq_model_dir: Path | None = None,
 ) -> int:
     from vcq_hf import VCQImageProcessor, VCQPipeline, VCQVQModel
+    from vcq_hf.hub.model_card import build_demo_card
     from vcq_hf.training_utils.files import replace_folder, sibling_temp_folder
 
     if not (pipeline_dir / "model_index.json").exists():
@@ -76,6 +77,9 @@ def export_demo(
         if (vq_model_dir / "training_summary.json").exists():
             shutil.copy(vq_model_dir / "training_summary.json", staging / "training_summary_decoder.json")
     pipe.save_pretrained(staging)
+    # The folder's own card is the demo card (Hub metadata, measured results, install, citation), built from the files
+    # just written; the training card it replaces is where the prior's command is read from, so it is built first.
+    build_demo_card(staging, card_dir=staging).save(str(staging / "README.md"))
     size = sum(path.stat().st_size for path in staging.rglob("*") if path.is_file())
     if size > max_megabytes * 2**20:
         shutil.rmtree(staging)

@@ -130,15 +130,13 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
         id2label: dict[int, str] | dict[str, str] | None = None,
     ):
         super().__init__()
-        vq_sizes = [int(size) for size in vq_model.config.codebook_sizes]
-        ar_sizes = [int(size) for size in transformer.config.codebook_sizes]
-        if vq_sizes != ar_sizes:
-            raise ValueError(
-                "The tokenizer and the prior disagree on the codebook-size schedule: "
-                f"vq_model.config.codebook_sizes = {vq_sizes} (T = {len(vq_sizes)}) but "
-                f"transformer.config.codebook_sizes = {ar_sizes} (T = {len(ar_sizes)}). Train the prior on codes of "
-                "this tokenizer (VCQConfig.from_vq_config builds a matching config)."
-            )
+        vq_model.config.codebook_schedule.require_equal(
+            transformer.config.codebook_schedule,
+            "vq_model.config.codebook_sizes",
+            "transformer.config.codebook_sizes",
+            hint="The tokenizer and the prior disagree: train the prior on codes of this tokenizer "
+            "(VCQConfig.from_vq_config builds a matching config).",
+        )
         id2label = self._check_id2label(id2label, transformer.config.num_classes)
         self.register_modules(vq_model=vq_model, transformer=transformer)
         # Registered so that the names are written to model_index.json and come back with from_pretrained.
@@ -561,7 +559,7 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
 
         config = self.transformer.config
         num_positions = config.num_image_tokens
-        limits = [int(size) for size in config.codebook_sizes]
+        limits = config.codebook_schedule.sizes  # K_t: the head computes the logits of [0, K_t) only
         scales = guidance_scales(settings["guidance_scale"], num_positions, settings["guidance_schedule"])
         do_cfg = any(scale != 1.0 for scale in scales)
         self._guidance_scale = settings["guidance_scale"]
@@ -633,8 +631,9 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
 
     def _decode_step(self, compile: bool) -> Callable[[torch.Tensor, VCQStaticCache, int], torch.Tensor]:
         """The decode step `(input_ids (R, n), cache, K_t) -> logits (R, K_t)` of the last position: the prior with
-        the schedule-aware head. With `compile`, `torch.compile` of it, built once per pipeline (the input checks
-        are skipped while compiling, so they cause no graph break)."""
+        the schedule-aware head. With `compile`, `torch.compile(..., dynamic=True, fullgraph=True)` of it, built once
+        per pipeline: one graph for every position and K_t (the input checks are skipped while compiling, so they
+        cause no graph break; `fullgraph=True` makes any break an error)."""
 
         def step(input_ids: torch.Tensor, cache: VCQStaticCache, vocab_limit: int) -> torch.Tensor:
             outputs = self.transformer(
@@ -646,7 +645,7 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
             return step
         compiled = getattr(self, "_compiled_decode_step", None)
         if compiled is None or compiled[0] is not self.transformer:
-            compiled = (self.transformer, torch.compile(step, dynamic=True))
+            compiled = (self.transformer, torch.compile(step, dynamic=True, fullgraph=True))
             self._compiled_decode_step = compiled
         return compiled[1]
 
@@ -664,7 +663,7 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
                 "callback_on_step_end may only change the newest column of `codes`: the earlier codes are already in "
                 "the KV cache."
             )
-        limit = int(self.transformer.config.codebook_sizes[position])
+        limit = self.transformer.config.codebook_schedule[position]
         last = new_codes[:, -1]
         if bool(((last < 0) | (last >= limit)).any()):
             raise ValueError(

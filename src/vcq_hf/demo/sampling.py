@@ -6,8 +6,9 @@ checkpoint carries the guidance it was evaluated with), else from `SAMPLING_DEFA
 CLI can offer the same choices and reject a bad value before it loads a model.
 """
 
-import math
 from typing import Any
+
+from .validation import check_number
 
 
 GUIDANCE_SCHEDULES: tuple[str, ...] = ("constant", "linear")
@@ -25,10 +26,6 @@ SAMPLING_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float))
-
-
 def check_sampling_settings(
     guidance_scale: float | None = None,
     guidance_schedule: str | None = None,
@@ -40,8 +37,8 @@ def check_sampling_settings(
     """Check the given sampling settings (`None` = not given); every error names the value and the allowed range.
 
     Ranges: `guidance_scale` a finite number >= 0 (1 = no guidance, 0 = the unconditional model); `guidance_schedule`
-    one of `GUIDANCE_SCHEDULES`; `temperature` a finite number > 0; `top_k` an integer >= 1;
-    `top_p` a number in (0, 1] (1 = off); `do_sample` a bool. NaN and infinities are refused.
+    one of `GUIDANCE_SCHEDULES`; `temperature` a finite number > 0; `top_k` an integer >= 1; `top_p` a number in
+    (0, 1] (1 = off); `do_sample` a bool. NaN and infinities are refused (`vcq_hf.validation.check_number`).
 
     Raises:
         `ValueError`: for the first bad setting.
@@ -51,27 +48,20 @@ def check_sampling_settings(
         >>> check_sampling_settings(guidance_scale=float("nan"))
         Traceback (most recent call last):
         ...
-        ValueError: guidance_scale = nan is out of range: it must be a finite number >= 0 (1 = no guidance).
+        ValueError: guidance_scale = nan is out of range: it must be a finite number in [0, inf).
     """
-    if guidance_scale is not None and not (
-        _is_number(guidance_scale) and math.isfinite(guidance_scale) and guidance_scale >= 0
-    ):
-        raise ValueError(
-            f"guidance_scale = {guidance_scale!r} is out of range: it must be a finite number >= 0 (1 = no guidance)."
-        )
+    if guidance_scale is not None:
+        check_number("guidance_scale", guidance_scale, minimum=0.0)
     if guidance_schedule is not None and guidance_schedule not in GUIDANCE_SCHEDULES:
         raise ValueError(
             f"guidance_schedule = {guidance_schedule!r} is not supported; expected one of {GUIDANCE_SCHEDULES}."
         )
-    if temperature is not None and not (_is_number(temperature) and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(
-            f"temperature = {temperature!r} is out of range: it must be a finite number > 0 (use do_sample=False for "
-            "greedy decoding)."
-        )
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k = {top_k!r} is out of range: it must be None (off) or an integer >= 1.")
-    if top_p is not None and not (_is_number(top_p) and math.isfinite(top_p) and 0.0 < top_p <= 1.0):
-        raise ValueError(f"top_p = {top_p!r} is out of range: it must be None or a number in (0, 1] (1 = off).")
+    if temperature is not None:
+        check_number("temperature", temperature, minimum=0.0, exclusive_minimum=True)
+    if top_k is not None:
+        check_number("top_k", top_k, minimum=1, integer=True)
+    if top_p is not None:
+        check_number("top_p", top_p, minimum=0.0, maximum=1.0, exclusive_minimum=True)
     if do_sample is not None and not isinstance(do_sample, bool):
         raise ValueError(f"do_sample = {do_sample!r} must be True or False.")
 

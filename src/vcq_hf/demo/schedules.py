@@ -349,6 +349,17 @@ class CodebookSchedule(Sequence):
         """The sizes as a JSON-ready list (the stored form in `config.json`)."""
         return list(self._sizes)
 
+    def require_equal(self, other: Sequence[int], name: str, other_name: str, hint: str = "") -> None:
+        """Raise a `ValueError` naming both schedules unless `other` holds the same sizes (the one place where two
+        components' schedules are compared: tokenizer vs prior, tokenizer vs a code set)."""
+        if self == other or (not isinstance(other, (list, tuple, CodebookSchedule)) and self._sizes == tuple(other)):
+            return
+        other = list(other)
+        raise ValueError(
+            f"{name} = {list(self._sizes)} (T = {len(self._sizes)}) but {other_name} = {other} (T = {len(other)}): "
+            f"the codebook-size schedules must be equal.{' ' + hint if hint else ''}"
+        )
+
     # -- entropy-cliff arithmetic
     def capacity_bits(self) -> float:
         """Total capacity in bits: sum_t log2 K_t."""

@@ -765,6 +765,8 @@ def _demo_command(demo_dir: Path, summaries: Mapping[str, Mapping[str, Any]]) ->
         command = summaries.get(script, {}).get("command")
         if not isinstance(command, str) and script == "train_ar":
             command = _readme_bash_block(demo_dir / "README.md")
+            if command and "# train_ar.py\n" in command:  # the README is a demo card already: its prior's command
+                command = command.split("# train_ar.py\n", 1)[1].strip()
         if isinstance(command, str):
             lines += [f"# {script}.py", command]
     return "\n".join(lines) or None
