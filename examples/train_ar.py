@@ -289,6 +289,8 @@ def main(args: argparse.Namespace) -> VCQPipeline:
     # Under FSDP/DeepSpeed gathering the full state dict is a collective: every rank takes part.
     final_transformer = tu.gather_final_model(accelerator, model, unwrapped, ema, VCQForCausalLM, unwrapped.config)
     if accelerator.is_main_process:
+        # Recorded so that VCQPipeline.from_pretrained refuses this prior next to any other tokenizer.
+        final_transformer.config.vq_model_fingerprint = weights_fingerprint(vq_model)
         final = VCQPipeline(vq_model=vq_model, transformer=final_transformer, id2label=id2label)
         final.set_progress_bar_config(disable=True)
         final.save_pretrained(args.output_dir)

@@ -561,3 +561,20 @@ def test_scripts_take_the_cli_names_for_the_same_things(workspace, tmp_path):
     for flag in ("--model", "--pipeline_path"):  # `vcq generate --model`
         with pytest.raises(ValueError, match="model_index.json"):
             sample.parse_args([flag, str(tmp_path), "--output_dir", str(tmp_path / "s")])
+
+
+def test_pipeline_with_a_swapped_tokenizer_is_refused(workspace, tmp_path):
+    from safetensors.torch import save_file
+
+    import train_ar
+    from vcq_hf.pipeline_vcq import VCQPipeline
+
+    out = tmp_path / "pipe"
+    train_ar.main(train_ar.parse_args(ar_args(workspace["codes"], out, "--max_train_steps", "1")))
+    assert VCQPipeline.from_pretrained(out).transformer.config.vq_model_fingerprint.startswith("sha256:")
+    weights = out / "vq_model" / "model.safetensors"
+    state = load_file(str(weights))
+    state["quantizer.embedding.weight"] = state["quantizer.embedding.weight"] * 1.01  # same schedule, other weights
+    save_file(state, str(weights))
+    with pytest.raises(ValueError, match="is not the tokenizer its transformer was trained with"):
+        VCQPipeline.from_pretrained(out)

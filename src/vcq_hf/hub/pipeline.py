@@ -115,11 +115,24 @@ class VCQPipelineHubMixin:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
         """`DiffusionPipeline.from_pretrained`; a truncated or corrupt weights file of a local folder is reported as
-        `CorruptWeightsError` naming the file (safetensors' own error does not say which file)."""
+        `CorruptWeightsError` naming the file (safetensors' own error does not say which file), and a tokenizer whose
+        weights differ from the one the prior was trained with (`transformer.config.vq_model_fingerprint`, written
+        by examples/train_ar.py) is refused: with the same schedule it would decode the codes into noise silently."""
+        from vcq_hf.training_utils.checkpointing import weights_fingerprint
         from vcq_hf.training_utils.files import explain_unreadable_weights
 
         with explain_unreadable_weights(pretrained_model_name_or_path):
-            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+            pipeline = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        expected = getattr(pipeline.transformer.config, "vq_model_fingerprint", None)
+        # The fingerprint is of float32 weights; a pipeline loaded in another dtype cannot be compared.
+        if expected and all(str(p.dtype) == "torch.float32" for p in pipeline.vq_model.parameters()):
+            if weights_fingerprint(pipeline.vq_model) != expected:
+                raise ValueError(
+                    f"The vq_model of {pretrained_model_name_or_path} is not the tokenizer its transformer was trained "
+                    f"with (weights fingerprint differs from {expected}); put the original vq_model back or train "
+                    "the prior again on codes from this tokenizer."
+                )
+        return pipeline
 
     @classmethod
     def download(cls, pretrained_model_name: str, **kwargs: Any) -> str:
