@@ -947,9 +947,8 @@ def run_study(
     results: dict = {"settings": asdict(settings), "groups": list(groups)}
     num_images = study.stage("images", count_images, settings)
     if costs_from is not None and not (output_dir / "calibrate.json").exists():
-        write_json(
-            output_dir / "calibrate.json", {**json.loads(Path(costs_from).read_text()), "copied_from": str(costs_from)}
-        )
+        copied = {k: v for k, v in json.loads(Path(costs_from).read_text()).items() if k != "wall_time_s"}
+        write_json(output_dir / "calibrate.json", {**copied, "copied_from": str(costs_from)})  # not run here
     results["calibration"] = costs = study.stage("calibrate", study.calibrate)
     vcq_arms = [arm.name for arm in settings.arms if arm.name != settings.baseline_arm]
     guess = best_vcq_arm or (json.loads((output_dir / "best-arm.json").read_text())["best_vcq_arm"]
