@@ -8,12 +8,14 @@
 #   4. tokenizer v2: the decoder retrained with the conv pixel head, L1 + EfficientNet-Lite0 perceptual loss and EMA,
 #      on the frozen encoder and codebook (train_tokenizer.py --decoder_only), for 40 minutes of training wall time.
 #      The codes do not change, so the prior of stage 3 stays valid;
+#   4b. the same decoder fine-tuned with the hinge PatchGAN for 14 more minutes (the recipe's stage 2);
 #   5. export (the v2 decoder swapped into the pipeline), 6. evaluation with and without guidance (~10 min).
 #
 # The committed checkpoint: stages 1-3 are the 2026-11 demo (its tokenizer's first 900 steps ran under
 # --max_train_steps 3000 before the run was resumed from checkpoint-900 with --max_train_steps 1800: the same warm-up,
 # the cosine decay of steps 150-900 followed the longer schedule); stage 4 ran 40 minutes on a 2-core machine shared
-# with ~8 other jobs, which gave 1,7xx steps (training_summary_decoder.json in the demo folder has the exact count).
+# with ~8 other jobs, which gave 1,745 steps, and stage 4b 14 minutes, 1,133 steps (training_summary_decoder.json in the
+# demo folder is stage 4b's summary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -42,8 +44,15 @@ python examples/train_tokenizer.py --dataset_name fashion-mnist --split train_fu
   --checkpoints_total_limit 1 --resume_from_checkpoint latest --validation_steps 1000000000 --seed 0 \
   --output_dir "$out/tokenizer_v2"
 
+python examples/train_tokenizer.py --dataset_name fashion-mnist --split train_full --resolution 32 \
+  --model_config "$out/tokenizer_v2" --decoder_only --use_discriminator --disc_start_step 0 --disc_weight 0.1 \
+  --disc_num_layers 2 --random_flip --train_batch_size 32 --max_train_steps 100000 --max_train_minutes 14 \
+  --lr_scheduler constant_with_warmup --lr_warmup_steps 100 --learning_rate 5e-4 --checkpointing_steps 200 \
+  --checkpoints_total_limit 1 --resume_from_checkpoint latest --validation_steps 1000000000 --seed 0 \
+  --output_dir "$out/tokenizer_v2_gan"
+
 python benchmarks/export_demo.py --pipeline_dir "$out/pipeline" --tokenizer_dir "$out/tokenizer" \
-  --vq_model_dir "$out/tokenizer_v2" --output_dir "${DEMO_DIR:-src/vcq_hf/demo}"
+  --vq_model_dir "$out/tokenizer_v2_gan" --output_dir "${DEMO_DIR:-src/vcq_hf/demo}"
 
 for scale in 1.0 2.0; do
   python examples/evaluate_pipeline.py --pipeline_path "${DEMO_DIR:-src/vcq_hf/demo}" --output_dir "$out/eval-cfg$scale" \

@@ -49,7 +49,10 @@ class PresetMixin:
         names a config field is merged into the dict first (derived fields it invalidates are dropped, see
         `_fields_derived_from`), so the result is validated exactly like `Config(**fields)`.
         """
-        names = {field.name for field in dataclasses.fields(cls)} | set(getattr(cls, "attribute_map", {}))
+        from transformers import PreTrainedConfig  # its own fields (dtype, id2label, ...) stay transformers' business
+
+        base = {field.name for field in dataclasses.fields(PreTrainedConfig)}
+        names = {field.name for field in dataclasses.fields(cls)} - base | set(getattr(cls, "attribute_map", {}))
         overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in names}
         if overrides:
             config_dict = dict(config_dict)

@@ -314,6 +314,7 @@ class VariableCodebookQuantizer(nn.Module):
         would be drawn from early positions that can never select it. Returns the number of restarted codes.
         """
         self._check_latents(latents)
+        check_number("threshold", threshold, minimum=0.0)
         latents = latents.float()
         if self.use_l2_norm:
             latents = F.normalize(latents, dim=-1)
