@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -32,18 +31,15 @@ import torch
 from accelerate.logging import get_logger
 from accelerate.utils import gather_object
 
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import sampling_utils as su  # noqa: E402
-from vcq_hf.metrics import (  # noqa: E402
+from vcq_hf.metrics import (
     FEATURE_EXTRACTORS,
     compute_generation_metrics,
     load_adm_npz,
     load_feature_extractor,
     save_adm_npz,
 )
-from vcq_hf.training_utils import scripts as tu  # noqa: E402
+from vcq_hf.training_utils import sampling as su
+from vcq_hf.training_utils import scripts as tu
 
 
 logger = get_logger(__name__, log_level="INFO")

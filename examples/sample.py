@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -26,12 +25,9 @@ from accelerate.utils import gather_object
 from PIL import Image
 from tqdm.auto import tqdm
 
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import sampling_utils as su  # noqa: E402
-from vcq_hf.training_utils import scripts as tu  # noqa: E402
-from vcq_hf.training_utils.files import atomic_write_json  # noqa: E402
+from vcq_hf.training_utils import sampling as su
+from vcq_hf.training_utils import scripts as tu
+from vcq_hf.training_utils.files import atomic_write_json
 
 
 logger = get_logger(__name__, log_level="INFO")

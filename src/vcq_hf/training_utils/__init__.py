@@ -6,6 +6,7 @@
   poisoned ones), the loss / gradient / weight finiteness checks and `save_pretrained` state hooks.
 - `vcq_hf.training_utils.ema`: diffusers' `EMAModel` saved and loaded as a `save_pretrained` folder.
 - `vcq_hf.training_utils.scripts`: what the example scripts share, taking their `argparse.Namespace`.
+- `vcq_hf.training_utils.sampling`: what the sampling scripts (`sample.py`, `evaluate_pipeline.py`) share.
 
 Submodules are imported on use, so `import vcq_hf.training_utils.files` stays light.
 """

@@ -1,9 +1,7 @@
-"""Helpers shared by the example scripts that sample a trained `VCQPipeline` (`sample.py`, `evaluate_pipeline.py`): the
-sampling flags and their checks, the `Accelerator` and pipeline set-up, class selection by id or name, per-image
-generators, the batched pipeline call and the sampling settings recorded next to the results.
-
-The scripts import this module as a sibling (`import sampling_utils`); what the training scripts share lives in the
-library, `vcq_hf.training_utils`.
+"""Helpers shared by the example scripts that sample a trained `VCQPipeline` (`examples/sample.py`,
+`examples/evaluate_pipeline.py`): the sampling flags and their checks, the `Accelerator` and pipeline set-up, class
+selection by id or name, per-image generators, the batched pipeline call and the sampling settings recorded next to
+the results. Promoted from `examples/sampling_utils.py` so that the scripts import the library, not each other.
 """
 
 from __future__ import annotations
