@@ -457,6 +457,23 @@ def test_truncated_weights_are_one_line_errors_naming_the_file(tiny_pipeline, tm
     assert len(errors) == 1 and f"{weights} cannot be read" in errors[0] and "truncated or corrupt" in errors[0]
 
 
+@pytest.mark.parametrize("component", ["transformer", "vq_model"])
+def test_bare_model_from_pretrained_names_a_truncated_weights_file(tiny_pipeline, tmp_path, component):
+    from vcq_hf.modeling_vcq import VCQForCausalLM
+    from vcq_hf.modeling_vcq_vq import VCQVQModel
+    from vcq_hf.validation import CorruptWeightsError
+
+    model_class = {"transformer": VCQForCausalLM, "vq_model": VCQVQModel}[component]
+    broken = tmp_path / component
+    shutil.copytree(tiny_pipeline / component, broken)
+    weights = broken / "model.safetensors"
+    intact = weights.read_bytes()
+    weights.write_bytes(intact[: len(intact) // 2])
+    with pytest.raises(CorruptWeightsError, match=rf"{weights} cannot be read .*truncated or corrupt"):
+        model_class.from_pretrained(broken)
+    model_class.from_pretrained(tiny_pipeline / component)  # an intact folder still loads
+
+
 def run_in_process(script, argv, capsys) -> tuple[int, str]:
     """`vcq_hf.training_utils.scripts.run_script` of an example script with `argv`: (exit code, stderr)."""
     from vcq_hf.training_utils import scripts as training_utils

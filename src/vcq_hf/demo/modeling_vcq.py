@@ -34,7 +34,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_vcq import VCQConfig
 from .generation import VCQMask
-from .validation import check_number
+from .validation import check_number, explain_unreadable_weights
 
 
 # Keywords of `from_pretrained` that locate the checkpoint (passed on when its config.json is read on its own).
@@ -92,7 +92,8 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
         token), so the saved checkpoint is loaded with its own class count and then resized with
         [`~VCQForCausalLM.resize_num_classes`]: the rows of image codes and of the kept classes are copied, new classes
         start as the null class, and the null class token moves to `codebook_size + N`. Every other keyword override
-        is applied to the config before it is validated.
+        is applied to the config before it is validated. A truncated or corrupt local weights file raises
+        `CorruptWeightsError` naming the file.
         """
         num_classes = kwargs.pop("num_classes", None)
         config = kwargs.get("config")
@@ -104,7 +105,8 @@ class VCQForCausalLM(VCQPreTrainedModel, LlamaForCausalLM):
                 config = copy.deepcopy(config)
                 config.num_classes, config.vocab_size = saved.num_classes, saved.vocab_size
                 kwargs["config"] = config
-        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        with explain_unreadable_weights(pretrained_model_name_or_path):  # name a truncated or corrupt file
+            model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         if num_classes is not None and num_classes != model.config.num_classes:
             model.resize_num_classes(num_classes)
         return model

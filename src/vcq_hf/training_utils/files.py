@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..validation import CorruptWeightsError, explain_unreadable_weights, unreadable_safetensors
+
 
 try:  # POSIX advisory locks; on other systems `folder_lock` falls back to an exclusive lock file.
     import fcntl
@@ -42,45 +44,6 @@ __all__ = [
 
 class FolderLockedError(BlockingIOError):
     """Another process holds the write lock of a folder."""
-
-
-class CorruptWeightsError(OSError):
-    """A weights file cannot be read (truncated or corrupt); the message names the file."""
-
-
-def unreadable_safetensors(path: str | os.PathLike) -> list[tuple[Path, str]]:
-    """`(file, reason)` for each `.safetensors` file at `path` (a file, or a folder and its direct subfolders) whose
-    header cannot be read or whose data does not cover what the header promises (a truncated copy)."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    files = [path] if path.is_file() else [*sorted(path.glob("*.safetensors")), *sorted(path.glob("*/*.safetensors"))]
-    bad = []
-    for file in files:
-        try:
-            with safe_open(str(file), framework="pt"):
-                pass
-        except Exception as err:  # SafetensorError and OSError alike: report each unreadable file
-            bad.append((file, str(err)))
-    return bad
-
-
-@contextlib.contextmanager
-def explain_unreadable_weights(path: str | os.PathLike) -> Iterator[None]:
-    """Re-raise an error of the block as `CorruptWeightsError` naming the file when a `.safetensors` file at the
-    local `path` is unreadable (the libraries' own errors do not say which file); other errors pass unchanged."""
-    try:
-        yield
-    except Exception as err:
-        if isinstance(err, CorruptWeightsError) or not Path(path).exists():
-            raise
-        bad = unreadable_safetensors(path)
-        if not bad:
-            raise
-        file, reason = bad[0]
-        raise CorruptWeightsError(
-            f"{file} cannot be read ({reason}): the file is truncated or corrupt. Copy or download it again."
-        ) from err
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -3,10 +3,17 @@
 `value < minimum` is False for NaN, so a plain comparison lets NaN through every bound; these helpers check
 `math.isfinite` first. Each raises a `ValueError` that names the value and the allowed range, and each has a
 `validator` form for `huggingface_hub.dataclasses.validated_field` (the `@strict` config fields).
+
+Also the one owner of "which weights file is unreadable": `explain_unreadable_weights` turns the libraries' anonymous
+safetensors errors into a `CorruptWeightsError` naming the file. It lives here, beside the model files, because the
+models' `from_pretrained` uses it and remote code copies only the model files' same-folder imports.
 """
 
+import contextlib
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -69,4 +76,50 @@ def optional_number_validator(name: str, **bounds: Any) -> Callable[[Any], None]
     return validator
 
 
-__all__ = ["check_number", "number_validator", "optional_number_validator"]
+class CorruptWeightsError(OSError):
+    """A weights file cannot be read (truncated or corrupt); the message names the file."""
+
+
+def unreadable_safetensors(path: str | os.PathLike) -> list[tuple[Path, str]]:
+    """`(file, reason)` for each `.safetensors` file at `path` (a file, or a folder and its direct subfolders) whose
+    header cannot be read or whose data does not cover what the header promises (a truncated copy)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    files = [path] if path.is_file() else [*sorted(path.glob("*.safetensors")), *sorted(path.glob("*/*.safetensors"))]
+    bad = []
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except Exception as err:  # SafetensorError and OSError alike: report each unreadable file
+            bad.append((file, str(err)))
+    return bad
+
+
+@contextlib.contextmanager
+def explain_unreadable_weights(path: str | os.PathLike) -> Iterator[None]:
+    """Re-raise an error of the block as `CorruptWeightsError` naming the file when a `.safetensors` file at the
+    local `path` is unreadable (the libraries' own errors do not say which file); other errors pass unchanged."""
+    try:
+        yield
+    except Exception as err:
+        if isinstance(err, CorruptWeightsError) or not Path(path).exists():
+            raise
+        bad = unreadable_safetensors(path)
+        if not bad:
+            raise
+        file, reason = bad[0]
+        raise CorruptWeightsError(
+            f"{file} cannot be read ({reason}): the file is truncated or corrupt. Copy or download it again."
+        ) from err
+
+
+__all__ = [
+    "CorruptWeightsError",
+    "check_number",
+    "explain_unreadable_weights",
+    "number_validator",
+    "optional_number_validator",
+    "unreadable_safetensors",
+]

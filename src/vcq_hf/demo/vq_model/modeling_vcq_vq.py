@@ -27,6 +27,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_vcq_vq import VCQVQConfig
 from .quantizer import VariableCodebookQuantizer
+from .validation import explain_unreadable_weights
 
 
 @dataclass
@@ -285,6 +286,13 @@ class VCQVQPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_compile_fullgraph = True
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """[`~transformers.PreTrainedModel.from_pretrained`]; a truncated or corrupt local weights file raises
+        `CorruptWeightsError` naming the file (safetensors' own error does not say which file)."""
+        with explain_unreadable_weights(pretrained_model_name_or_path):
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
