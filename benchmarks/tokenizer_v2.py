@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vcq_hf.training_utils.files import atomic_write_json
+
 
 REPO = Path(__file__).resolve().parents[1]
 ARM_SCHEDULES = {"uniform": "constant", "linear": "linear", "cosine": "cosine", "log": "log"}
@@ -90,7 +92,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.schedule = ARM_SCHEDULES[args.arm]
     if args.steps < 1 or args.batch_size < 1:
         parser.error(f"--steps = {args.steps} and --batch_size = {args.batch_size} must be >= 1.")
+    if args.smoke:  # seconds, as documented: few steps on a few images (the tiny model comes from smoke_overrides)
+        args.steps = min(args.steps, SMOKE_STEPS)
+        args.max_train_samples = args.max_train_samples or SMOKE_SAMPLES
+        args.max_test_samples = args.max_test_samples or SMOKE_SAMPLES
     return args
+
+
+SMOKE_STEPS, SMOKE_SAMPLES = 4, 64
 
 
 def smoke_overrides() -> list[str]:
@@ -105,12 +114,6 @@ def smoke_overrides() -> list[str]:
         "codebook_size=64",
         "decoder_conv_channels=8",
     ]
-
-
-def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
 
 
 # --------------------------------------------------------------------------------------------------------- training
@@ -150,7 +153,7 @@ def train(args: argparse.Namespace, arm_dir: Path) -> dict:
         command.append(f"--max_train_samples={args.max_train_samples}")
     if summary_path.exists():  # the training finished but this script was stopped before recording it
         result = {"command": command, "wall_time_s": None, "training_summary": json.loads(summary_path.read_text())}
-        write_json(done, result)
+        atomic_write_json(done, result)
         return result
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -163,7 +166,7 @@ def train(args: argparse.Namespace, arm_dir: Path) -> dict:
         with open(arm_dir / "train.log", "a") as log:
             subprocess.run(command, check=True, env=env, stdout=log, stderr=subprocess.STDOUT)
     finally:
-        write_json(partial, {"wall_time_s": round(earlier + time.time() - start, 1)})
+        atomic_write_json(partial, {"wall_time_s": round(earlier + time.time() - start, 1)})
     summary = json.loads((tokenizer_dir / "training_summary.json").read_text())
     result = {
         "command": command,
@@ -171,7 +174,7 @@ def train(args: argparse.Namespace, arm_dir: Path) -> dict:
         "attempts_before_this_one_s": earlier,
         "training_summary": summary,
     }
-    write_json(done, result)
+    atomic_write_json(done, result)
     return result
 
 
@@ -224,7 +227,7 @@ def evaluate(args: argparse.Namespace, arm_dir: Path, training: dict) -> dict:
         "schedule": config.schedule,
         "codebook_sizes": config.codebook_sizes,
         "decoder_type": config.decoder_type,
-        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "num_parameters": model.num_parameters(),
         "mse": mse,
         "psnr": 10 * math.log10(1.0 / mse),
         "relative_seam_ratio": relative_seam_ratio(reconstructions, real, config.patch_size),
@@ -261,17 +264,21 @@ def evaluate(args: argparse.Namespace, arm_dir: Path, training: dict) -> dict:
     result["code_usage_train"] = summary.get("code_usage")
     result["eval_wall_time_s"] = round(time.time() - start, 1)
     save_grid(real[:16], reconstructions[:16], arm_dir / "reconstructions.png")
-    write_json(arm_dir / "eval.json", result)
+    atomic_write_json(arm_dir / "eval.json", result)
     return result
 
 
 def save_grid(top: torch.Tensor, bottom: torch.Tensor, path: Path, scale: int = 3) -> None:
-    from PIL import Image
+    """Real images (`top`) over their reconstructions (`bottom`), tensors in [0, 1], on the library's grid."""
+    from diffusers.utils import numpy_to_pil
 
-    grid = torch.cat([torch.cat(list(top), dim=2), torch.cat(list(bottom), dim=2)], dim=1)  # (3, 2H, N*W)
-    array = (grid.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    image = Image.fromarray(array)
-    image.resize((image.width * scale, image.height * scale), Image.NEAREST).save(path)
+    from vcq_hf.utils.image_grid import make_labelled_grid
+
+    images = numpy_to_pil(torch.cat([top, bottom]).clamp(0, 1).permute(0, 2, 3, 1).numpy())
+    grid = make_labelled_grid(
+        images, num_columns=len(top), row_labels=["real", "reconstructed"], cell_size=top.shape[-1] * scale
+    )
+    grid.save(path)
 
 
 # ----------------------------------------------------------------------------------------------------------- report
