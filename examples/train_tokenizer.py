@@ -42,7 +42,12 @@ from vcq_hf.image_processing_vcq import VCQImageProcessor
 from vcq_hf.metrics.perceptual import PERCEPTUAL_LOSSES, build_perceptual_loss
 from vcq_hf.modeling_vcq_vq import VCQVQModel
 from vcq_hf.training_utils import scripts as tu
-from vcq_hf.training_utils.checkpointing import register_pretrained_hooks, stop_on_nonfinite_weights
+from vcq_hf.training_utils.checkpointing import (
+    RESUME_ADVICE,
+    IncompatibleCheckpointError,
+    register_pretrained_hooks,
+    stop_on_nonfinite_weights,
+)
 from vcq_hf.training_utils.ema import load_ema, save_ema
 from vcq_hf.training_utils.files import explain_unreadable_weights
 
@@ -612,7 +617,10 @@ class TrainingClock:
         return {"training_wall_s": self.wall_s(), "training_cpu_s": self.cpu_s()}
 
     def load(self, state: dict[str, float]) -> None:
-        self.previous_wall, self.previous_cpu = state["training_wall_s"], state["training_cpu_s"]
+        wall, cpu = float(state["training_wall_s"]), float(state["training_cpu_s"])
+        if not (math.isfinite(wall) and math.isfinite(cpu) and wall >= 0 and cpu >= 0):
+            raise ValueError(f"training_wall_s = {wall} and training_cpu_s = {cpu} must be finite and >= 0")
+        self.previous_wall, self.previous_cpu = wall, cpu
         self.start()
 
 
@@ -626,8 +634,14 @@ def save_extra_state(folder: Path, ema: EMAModel | None, model: VCQVQModel, cloc
 def load_extra_state(folder: Path, ema: EMAModel | None, model: VCQVQModel, clock: TrainingClock) -> None:
     if ema is not None:
         load_ema(ema, model, folder / "vq_model_ema")
-    if (folder / "training_clock.json").exists():  # checkpoints from before the clock existed start it at 0
-        clock.load(json.loads((folder / "training_clock.json").read_text()))
+    clock_file = folder / "training_clock.json"
+    if clock_file.exists():  # checkpoints from before the clock existed start it at 0
+        try:
+            clock.load(json.loads(clock_file.read_text()))
+        except (ValueError, KeyError, TypeError) as err:
+            raise IncompatibleCheckpointError(
+                f"{clock_file} cannot be used ({type(err).__name__}: {err}). " + RESUME_ADVICE
+            ) from None
 
 
 def ema_parameters(ema: EMAModel | None) -> nn.Module | None:

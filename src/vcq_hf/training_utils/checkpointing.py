@@ -45,6 +45,7 @@ __all__ = [
     "CHECKPOINT_PREFIX",
     "NONFINITE_NOTE",
     "CorruptCheckpointError",
+    "IncompatibleCheckpointError",
     "NonFiniteTrainingError",
     "apply_learning_rate",
     "check_finite_gradients",
@@ -67,6 +68,7 @@ __all__ = [
     "stop_on_nonfinite_weights",
     "uses_sharded_states",
     "weights_fingerprint",
+    "check_optimizer_state",
 ]
 
 
@@ -77,6 +79,18 @@ class NonFiniteTrainingError(RuntimeError):
 
 class CorruptCheckpointError(CorruptWeightsError):
     """A weights file of a checkpoint cannot be read (truncated or corrupt); the message names the file."""
+
+
+class IncompatibleCheckpointError(ValueError):
+    """A checkpoint, or a part of it (model, EMA, discriminator, optimizer, clock), was written by a run with another
+    model config or other flags than the run resuming from it. The one-line message names the folder, what differs
+    and what to do; nothing in the checkpoint is changed."""
+
+
+RESUME_ADVICE = (
+    "Resume from a checkpoint saved with the same model config and flags, or start a new run in another "
+    "--output_dir (the checkpoint was left unchanged)."
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -478,15 +492,34 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def load_module(model: nn.Module, folder: str | os.PathLike) -> None:
     """Load weights written by `save_module` into `model` in place.
 
-    A model with `from_pretrained` (transformers / diffusers models) is read by its own loader, which owns tied
-    weights, sharded files and dtypes, and its state is copied in strictly (the load hook of diffusers'
+    The checkpoint is checked against `model` first: a missing folder, weights of other shapes, missing or unexpected
+    weights, or a `config.json` this version cannot read raise `IncompatibleCheckpointError`, one line naming the
+    folder, the weights and config fields that differ, and what to do (the checkpoint is never changed). A model with
+    `from_pretrained` (transformers / diffusers models) is then read by its own loader, which owns tied weights,
+    sharded files and dtypes, and its state is copied in strictly (the load hook of diffusers'
     `train_unconditional.py` does the same); any other module reads its `model.safetensors` strictly. An unreadable
     file is a one-line error naming it.
     """
     folder = Path(folder)
+    name = type(model).__name__
+    if not folder.is_dir():
+        raise IncompatibleCheckpointError(
+            f"{folder.parent} has no {folder.name}/ folder for this run's {name}: the run that saved it had none "
+            "(e.g. it ran without --use_ema or --use_discriminator). " + RESUME_ADVICE
+        )
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise CorruptCheckpointError(f"No .safetensors weights in {folder}; the checkpoint is incomplete.")
+    found = {}
+    for file in files:
+        found.update(_safetensors_shapes(file))
+    expected = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
+    tied = set(getattr(model, "all_tied_weights_keys", None) or ())  # save_pretrained leaves tied copies out
+    differences = _shape_differences(expected, found, optional=tied)
+    config_problem = _config_differences(model, folder) if hasattr(model, "from_pretrained") else None
+    if differences or (config_problem and config_problem.startswith("its config.json")):
+        what = "; ".join(part for part in (config_problem, *differences) if part)
+        raise IncompatibleCheckpointError(f"{folder} does not match this run's {name}: {what}. " + RESUME_ADVICE)
     if hasattr(model, "from_pretrained"):
         with explain_unreadable_weights(folder):
             loaded = type(model).from_pretrained(folder)
@@ -495,11 +528,98 @@ def load_module(model: nn.Module, folder: str | os.PathLike) -> None:
     state: dict[str, torch.Tensor] = {}
     for file in files:
         state.update(read_safetensors(file))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
+    model.load_state_dict(state)
+
+
+def _safetensors_shapes(file: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a safetensors header (no tensor data is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+    except Exception as err:  # SafetensorError, OSError, ...: one message for every unreadable file
         raise CorruptCheckpointError(
-            f"Checkpoint {folder} does not match {type(model).__name__}: missing {missing}, unexpected {unexpected}."
-        )
+            f"{file} cannot be read ({type(err).__name__}: {err}); the file is truncated or corrupt. "
+            "Restore it, or resume from another checkpoint."
+        ) from None
+
+
+def _listed(items: list[str], limit: int = 3) -> str:
+    more = f"; +{len(items) - limit} more" if len(items) > limit else ""
+    return "; ".join(items[:limit]) + more
+
+
+def _shape_differences(
+    expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], optional: set[str] = frozenset()
+) -> list[str]:
+    """What differs between this run's weights (`expected`, name -> shape) and a checkpoint's (`found`), in words;
+    an empty list when they match. Names in `optional` may be absent from the checkpoint."""
+    shapes = [
+        f"{key}: {list(found[key])} in the checkpoint, {list(expected[key])} in this run"
+        for key in sorted(set(expected) & set(found))
+        if tuple(found[key]) != tuple(expected[key])
+    ]
+    missing = sorted(set(expected) - set(found) - set(optional))
+    unexpected = sorted(set(found) - set(expected))
+    parts = []
+    if shapes:
+        parts.append(f"{len(shapes)} weight(s) differ in shape ({_listed(shapes)})")
+    if missing:
+        parts.append(f"{len(missing)} weight(s) of this run are missing ({_listed(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} weight(s) are not in this run's model ({_listed(unexpected)})")
+    return parts
+
+
+_CONFIG_BOOKKEEPING = frozenset(
+    {"transformers_version", "architectures", "auto_map", "dtype", "torch_dtype", "_name_or_path", "_commit_hash"}
+)
+
+
+def _config_differences(model: nn.Module, folder: Path) -> str | None:
+    """The config fields in which `folder/config.json` differs from `model.config`, in words ("its config.json ..."
+    when this version cannot read it), or None when there is nothing to compare or nothing differs."""
+    config, config_class = getattr(model, "config", None), getattr(model, "config_class", None)
+    if config is None or config_class is None or not (folder / "config.json").is_file():
+        return None
+    try:
+        saved = config_class.from_pretrained(folder)
+    except Exception as err:  # an older or foreign format: validation errors, unknown fields, bad JSON
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return f"its config.json cannot be read by this version of vcq_hf ({type(err).__name__}: {reason})"
+    ours, theirs = config.to_dict(), saved.to_dict()
+
+    def shown(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    fields = [
+        f"{key} = {shown(theirs.get(key))} in the checkpoint, {shown(ours.get(key))} in this run"
+        for key in sorted((set(ours) | set(theirs)) - _CONFIG_BOOKKEEPING)
+        if ours.get(key) != theirs.get(key)
+    ]
+    return f"config fields differ ({_listed(fields, limit=4)})" if fields else None
+
+
+def check_optimizer_state(optimizers: list, checkpoint: str | os.PathLike) -> None:
+    """Raise `IncompatibleCheckpointError` when an optimizer state loaded from `checkpoint` holds a tensor whose shape
+    differs from its parameter's. torch's `load_state_dict` only compares the number of parameters per group, so such
+    a state would otherwise fail at the first optimizer step with an anonymous size mismatch."""
+    import torch
+
+    for index, optimizer in enumerate(optimizers):
+        optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps it
+        file = "optimizer.bin" if index == 0 else f"optimizer_{index}.bin"
+        for group_index, group in enumerate(optimizer.param_groups):
+            for position, parameter in enumerate(group["params"]):
+                for key, value in optimizer.state.get(parameter, {}).items():
+                    if torch.is_tensor(value) and value.dim() > 0 and value.shape != parameter.shape:
+                        raise IncompatibleCheckpointError(
+                            f"{Path(checkpoint) / file} does not match this run's optimizer: the state {key!r} of "
+                            f"parameter {position} (group {group_index}) has shape {list(value.shape)}, the "
+                            f"parameter {list(parameter.shape)}. " + RESUME_ADVICE
+                        )
 
 
 def weights_fingerprint(module: nn.Module) -> str:

@@ -50,10 +50,15 @@ def save_ema(ema: EMAModel, model: nn.Module, folder: str | os.PathLike) -> None
 
 
 def load_ema(ema: EMAModel, model: nn.Module, folder: str | os.PathLike) -> None:
-    """Load an average written by `save_ema` into `ema` (`model` supplies the layout and is left unchanged)."""
+    """Load an average written by `save_ema` into `ema` (`model` supplies the layout and is left unchanged).
+
+    Raises:
+        `IncompatibleCheckpointError`: `folder` is missing, holds an average of another model or config, or its
+            `ema_state.json` is unreadable; one line naming the folder and what differs (see `load_module`).
+    """
     import torch
 
-    from .checkpointing import load_module
+    from .checkpointing import RESUME_ADVICE, IncompatibleCheckpointError, load_module
 
     parameters = list(model.parameters())
     ema.store(parameters)
@@ -64,5 +69,11 @@ def load_ema(ema: EMAModel, model: nn.Module, folder: str | os.PathLike) -> None
                 shadow.copy_(parameter.detach().to(shadow.device, shadow.dtype))
     finally:
         ema.restore(parameters)
-    with open(Path(folder) / EMA_STATE_FILENAME) as f:
-        ema.optimization_step = int(json.load(f)["optimization_step"])
+    state_file = Path(folder) / EMA_STATE_FILENAME
+    try:
+        ema.optimization_step = int(json.loads(state_file.read_text())["optimization_step"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise IncompatibleCheckpointError(
+            f"{state_file} cannot be used ({type(err).__name__}: {err}): the EMA folder was not written by "
+            "vcq_hf.training_utils.ema.save_ema. " + RESUME_ADVICE
+        ) from None

@@ -544,6 +544,10 @@ def load_resume_state(
     optimizer and scheduler carry the learning rate it was trained with; a different --learning_rate is applied to
     them (the schedule continues at the same position with the new peak) and logged.
 
+    Raises:
+        `IncompatibleCheckpointError`: a part of the checkpoint (model, EMA, optimizer, a script's extra state) was
+            written by a run with another model config or other flags; one line naming it and what differs.
+
     Returns:
         `(global_step, first_epoch, resume_batches)`: optimizer steps already done, the epoch to continue in and how
         many of its micro-batches were consumed (all zero for a new run).
@@ -551,7 +555,15 @@ def load_resume_state(
     global_step, first_epoch, resume_batches = 0, 0, 0
     resume_path = resolve_resume_checkpoint(args)
     if resume_path is not None:
-        accelerator.load_state(str(resume_path))
+        try:
+            accelerator.load_state(str(resume_path))
+        except (ValueError, KeyError) as err:  # e.g. torch: "... parameter group that doesn't match the size ..."
+            if isinstance(err, ckpt.IncompatibleCheckpointError):
+                raise
+            raise ckpt.IncompatibleCheckpointError(
+                f"{resume_path} cannot be resumed by this run ({type(err).__name__}: {err}). " + ckpt.RESUME_ADVICE
+            ) from err
+        ckpt.check_optimizer_state(accelerator._optimizers, resume_path)  # every optimizer accelerate prepared
         if optimizer is not None and lr_scheduler is not None:
             stored = ckpt.apply_learning_rate(optimizer, lr_scheduler, args.learning_rate)
             if stored is not None:
