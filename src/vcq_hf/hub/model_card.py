@@ -473,23 +473,87 @@ def imagenet_configs(preset: str) -> tuple[Any, Any]:
     return vq_config, VCQConfig.from_vq_config(vq_config, preset=preset)
 
 
-def _vit_training_flops_per_image(num_parameters: int, vq_config: Any) -> float:
-    # Encoder and decoder each run over (patches + T) tokens: 6 N per token for the weights, plus attention scores
-    # 12 * layers * sequence * width per token (PaLM's accounting).
+def pixel_head_forward_flops(vq_config: Any) -> int:
+    """Forward FLOPs for one image of the tokenizer decoder's pixel head, from the config alone: 2 FLOPs per
+    multiply-accumulate of its matmuls and convolutions; biases, GELUs and residual adds are left out, as
+    `torch.utils.flop_counter.FlopCounterMode` counts. With N = (H / p)^2 patches, h = `decoder_hidden_size`,
+    p = `patch_size`, c = `decoder_conv_channels`, L = `decoder_conv_layers`, C = `num_channels`:
+
+        in projection  `proj_out`, per patch:          2 * N * h * p^2 * c
+        unpatchify                                      0 (a reshape to a c x H x W map)
+        L residual blocks of two 3x3 convs, c -> c:    L * 2 * (2 * H * W * 9 * c * c)
+        out projection `conv_out`, 3x3, c -> C:        2 * H * W * 9 * c * C
+
+    `decoder_type="linear"` (v1) has only the in projection, with c = C. The convolutions run at full resolution,
+    per pixel rather than per token, so "6 x parameters x tokens" misses almost all of their cost.
+
+    Examples:
+
+        >>> from vcq_hf.configuration_vcq_vq import VCQVQConfig
+        >>> # tiny: N = 9, h = 30, p = 4, c = 6, L = 1, C = 3, H = W = 12
+        >>> pixel_head_forward_flops(VCQVQConfig.from_preset("tiny"))  # 51,840 + 186,624 + 46,656
+        285120
+    """
+    patches = (vq_config.image_size // vq_config.patch_size) ** 2
+    pixels = vq_config.image_size**2
+    if vq_config.decoder_type != "conv":
+        return 2 * patches * vq_config.decoder_hidden_size * vq_config.patch_size**2 * vq_config.num_channels
+    channels = vq_config.decoder_conv_channels
+    projection = 2 * patches * vq_config.decoder_hidden_size * vq_config.patch_size**2 * channels
+    blocks = vq_config.decoder_conv_layers * 2 * (2 * pixels * 9 * channels * channels)
+    out = 2 * pixels * 9 * channels * vq_config.num_channels
+    return projection + blocks + out
+
+
+def pixel_head_num_parameters(vq_config: Any) -> int:
+    """Parameters of the decoder's pixel head (`proj_out`, and for `"conv"` the conv blocks and `conv_out`), with
+    the symbols of `pixel_head_forward_flops`: (h + 1) * p^2 * c + L * 2 * (9 * c^2 + c) + 9 * c * C + C.
+
+    Examples:
+
+        >>> from vcq_hf.configuration_vcq_vq import VCQVQConfig
+        >>> pixel_head_num_parameters(VCQVQConfig.from_preset("tiny"))  # 2,976 + 660 + 165
+        3801
+    """
+    conv = vq_config.decoder_type == "conv"
+    channels = vq_config.decoder_conv_channels if conv else vq_config.num_channels
+    projection = (vq_config.decoder_hidden_size + 1) * vq_config.patch_size**2 * channels
+    if not conv:
+        return projection
+    blocks = vq_config.decoder_conv_layers * 2 * (9 * channels * channels + channels)
+    return projection + blocks + 9 * channels * vq_config.num_channels + vq_config.num_channels
+
+
+def _tokenizer_forward_flops_per_image(num_parameters: int, vq_config: Any) -> dict[str, float]:
+    """Forward FLOPs of one image through the tokenizer: `"encoder"` and `"decoder"` (its ViT plus the pixel head).
+
+    Each ViT runs over (patches + T) tokens at 2 FLOPs per weight per token plus 4 * layers * sequence * width per
+    token for the attention scores and values (PaLM's accounting, forward third); the ViT weights are the model's
+    parameters minus the pixel head's, split between encoder and decoder by depth x width^2. The pixel head is
+    counted per patch and per pixel by `pixel_head_forward_flops`. Training costs 3x the forward (backward = 2x).
+    """
     patches = (vq_config.image_size // vq_config.patch_size) ** 2
     sequence = patches + vq_config.num_image_tokens
-    attention = sum(
-        12 * getattr(vq_config, f"{part}_num_layers") * sequence * getattr(vq_config, f"{part}_hidden_size")
+    vit_weights = num_parameters - pixel_head_num_parameters(vq_config)
+    size = {
+        part: getattr(vq_config, f"{part}_num_layers") * getattr(vq_config, f"{part}_hidden_size") ** 2
         for part in ("encoder", "decoder")
-    )
-    return float(6 * num_parameters * sequence + attention * sequence)
+    }
+    flops = {}
+    for part in ("encoder", "decoder"):
+        weights = vit_weights * size[part] / (size["encoder"] + size["decoder"])
+        width, layers = getattr(vq_config, f"{part}_hidden_size"), getattr(vq_config, f"{part}_num_layers")
+        flops[part] = float((2 * weights + 4 * layers * sequence * width) * sequence)
+    flops["decoder"] += pixel_head_forward_flops(vq_config)
+    return flops
 
 
 def imagenet_compute_estimates() -> list[dict[str, Any]]:
     """FLOP-based GPU-hour ESTIMATES for each stage of the ImageNet-256 recipe (docs/imagenet.md); not measurements.
 
     Training stages count 6 FLOPs per parameter per token (input-embedding lookups excluded) plus 12 * layers *
-    sequence * width per token for attention; the tokenizer adds the VGG-16 perceptual loss (forward on the input,
+    sequence * width per token for attention; the tokenizer's conv pixel head is counted at full resolution instead
+    (3x `pixel_head_forward_flops`), and the tokenizer adds the VGG-16 perceptual loss (forward on the input,
     forward + backward on the reconstruction). Sampling counts the forward passes of the cached decode (2 per
     parameter per token, doubled for classifier-free guidance) plus the tokenizer's decoder; it is memory- and
     latency-bound in practice, so its figure is a lower bound. GPU-hours = FLOPs / (peak bf16 * `ASSUMED_MFU`).
@@ -512,20 +576,20 @@ def _compute_estimates() -> list[dict[str, Any]]:
     vq_params = count_parameters_on_meta(VCQVQModel, vq_config)["total"]
     images = TOKENIZER_TRAIN_STEPS * TOKENIZER_GLOBAL_BATCH
     vgg = 4 * VGG16_FORWARD_FLOPS_224 * (vq_config.image_size / 224) ** 2
+    forward = _tokenizer_forward_flops_per_image(vq_params, vq_config)
     rows = [
         {
             "stage": f"tokenizer `{IMAGENET_TOKENIZER_PRESET}` ({vq_params / 1e6:.1f}M params)",
             "work": f"{TOKENIZER_TRAIN_STEPS:,} steps x batch {TOKENIZER_GLOBAL_BATCH} = {images / 1e6:.0f}M images",
-            "flops": images * (_vit_training_flops_per_image(vq_params, vq_config) + vgg),
+            "flops": images * (3 * (forward["encoder"] + forward["decoder"]) + vgg),
         }
     ]
-    encoder_share = vq_config.encoder_num_layers / (vq_config.encoder_num_layers + vq_config.decoder_num_layers)
     code_images = 2 * IMAGENET_TRAIN_IMAGES
     rows.append(
         {
             "stage": "code extraction (encoder forward, with flips)",
             "work": f"{code_images:,} images",
-            "flops": code_images * _vit_training_flops_per_image(vq_params, vq_config) / 3 * encoder_share,
+            "flops": code_images * forward["encoder"],
         }
     )
     for preset in AR_PRESETS:
@@ -546,7 +610,7 @@ def _compute_estimates() -> list[dict[str, Any]]:
     counts = count_parameters_on_meta(VCQForCausalLM, ar_config)
     sequence = ar_config.max_position_embeddings
     per_image = 2 * 2 * (counts["total"] - counts["input_embedding"]) * sequence
-    decoder = _vit_training_flops_per_image(vq_params, vq_config) / 3 * (1 - encoder_share)
+    decoder = forward["decoder"]
     rows.append(
         {
             "stage": "sampling with `vcq-684m` + CFG (lower bound)",
@@ -582,8 +646,9 @@ def _estimate_note() -> str:
     return (
         f"ESTIMATES from FLOP counts, not measurements (no GPU was available to this project): dense bf16 peak "
         f"({peaks}) at an assumed {ASSUMED_MFU:.0%} model-FLOP utilisation. Training: 6 FLOPs per parameter per "
-        "token (input-embedding lookups excluded) + 12 x layers x sequence x width per token for attention; the "
-        "tokenizer row includes the VGG-16 perceptual loss but not the discriminator. Sampling is latency-bound, "
+        "token (input-embedding lookups excluded) + 12 x layers x sequence x width per token for attention, except "
+        "the tokenizer's conv pixel head, whose 3x3 convs are counted per pixel at full resolution; the tokenizer "
+        "row includes the VGG-16 perceptual loss but not the discriminator. Sampling is latency-bound, "
         "so its row is a lower bound. Regenerate with `python -m vcq_hf.hub.model_card --compute_estimates`."
     )
 
@@ -1078,6 +1143,8 @@ __all__ = [
     "format_compute_estimates",
     "imagenet_compute_estimates",
     "imagenet_recipe_commands",
+    "pixel_head_forward_flops",
+    "pixel_head_num_parameters",
     "render_model_cards",
     "save_model_card",
 ]
