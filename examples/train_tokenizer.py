@@ -6,7 +6,8 @@ terms (codebook, commitment, optional entropy) as configured in `VCQVQConfig`; a
 LPIPS-style EfficientNet-Lite0 distance of `vcq_hf.metrics.PerceptualLoss`, offline; or VGG/LPIPS from local
 safetensors weights; or none); optionally a PatchGAN hinge discriminator switched on after `--disc_start_step`. An EMA of
 the weights (diffusers' `EMAModel`, `--use_ema`) is what gets saved when enabled. Dead codes are re-seeded from
-encoder outputs every `--dead_code_restart_steps`; per-position code usage is logged.
+encoder outputs every `--dead_code_restart_steps` (in the EMA's codebook too); per-position code usage is logged
+and reported in training_summary.json.
 
 The defaults of this script and the `small-32px` preset are the tokenizer v2 recipe (see benchmarks/results/vq.md).
 
@@ -467,11 +468,14 @@ def main(args: argparse.Namespace) -> VCQVQModel:
                 latents = accelerator.gather(unwrapped.encode(pixel_values).latents.float().contiguous())
                 usage = accelerator.reduce(quantizer.code_usage.clone(), reduction="mean")
                 quantizer.code_usage.copy_(usage)
+                before = quantizer.embedding.weight.detach().clone()
                 restarted = quantizer.restart_dead_codes(
                     latents,
                     threshold=args.dead_code_threshold,
                     generator=tu.seeded_generator(args.seed, global_step),
                 )
+                if ema is not None and restarted:
+                    restart_ema_codes(ema, unwrapped, (quantizer.embedding.weight != before).any(dim=1))
             window.setdefault("usage/restarted_codes", []).append(restarted)
 
         if global_step % args.logging_steps == 0 or global_step == max_train_steps:
@@ -642,6 +646,16 @@ def load_extra_state(folder: Path, ema: EMAModel | None, model: VCQVQModel, cloc
             raise IncompatibleCheckpointError(
                 f"{clock_file} cannot be used ({type(err).__name__}: {err}). " + RESUME_ADVICE
             ) from None
+
+
+def restart_ema_codes(ema: EMAModel, model: VCQVQModel, rows: torch.Tensor) -> None:
+    """Copy the re-seeded codebook `rows` (bool, (K_max,)) of `model` into the EMA's shadow codebook: a restarted code
+    starts afresh in the average too. Blending its dead value with the new one for ~1 / (1 - decay) steps would leave
+    it unused in the averaged model that is saved, and restarts near the end of training would be lost entirely."""
+    weight = model.quantizer.embedding.weight
+    index = next(i for i, parameter in enumerate(model.parameters()) if parameter is weight)  # EMAModel's order
+    shadow = ema.shadow_params[index]
+    shadow[rows] = weight.detach()[rows].to(shadow.device, shadow.dtype)
 
 
 def ema_parameters(ema: EMAModel | None) -> nn.Module | None:

@@ -29,6 +29,7 @@ import extract_codes  # noqa: E402
 import sample  # noqa: E402
 import train_ar  # noqa: E402
 import train_tokenizer  # noqa: E402
+from vcq_hf.configuration_vcq_vq import VCQVQConfig  # noqa: E402
 from vcq_hf.hub.model_card import build_model_card  # noqa: E402
 from vcq_hf.image_processing_vcq import VCQImageProcessor  # noqa: E402
 from vcq_hf.metrics.perceptual import VGGPerceptualLoss  # noqa: E402
@@ -242,6 +243,42 @@ def test_train_tokenizer_decoder_only_keeps_the_codes(workspace, tmp_path):
         after["decoder.layers.0.mlp.fc1.weight"], before["decoder.layers.0.mlp.fc1.weight"], rtol=0, atol=0.1
     )  # fmt: skip  (kept, then fine-tuned)
     assert VCQVQModel.from_pretrained(out).config.decoder_conv_channels == 5
+
+
+def test_dead_codes_restart_with_the_conv_decoder_and_in_the_ema(tmp_path):
+    # Codes 20..29 duplicate code 0, so a nearest-code lookup never picks them (ties go to the lowest index), and their
+    # usage starts at 0 while every other code's starts at 1: after step 1 exactly these ten are dead and restarted.
+    torch.manual_seed(0)
+    init = tmp_path / "init"
+    model = VCQVQModel(VCQVQConfig.from_preset("tiny", decoder_type="conv"))
+    forced = list(range(20, 30))
+    with torch.no_grad():
+        model.quantizer.embedding.weight[forced] = model.quantizer.embedding.weight[0].clone()
+        model.quantizer.code_usage.fill_(1.0)
+        model.quantizer.code_usage[forced] = 0.0
+    model.save_pretrained(init)
+    out = tmp_path / "out"
+    train_tokenizer.main(
+        train_tokenizer.parse_args(
+            tokenizer_args(
+                make_image_folder(tmp_path / "data"), out, "--model_config", str(init), "--max_train_steps", "1",
+                "--dead_code_restart_steps", "1", "--checkpointing_steps", "1", "--logging_steps", "1",
+                "--validation_steps", "100", "--perceptual_loss", "none", "--usage_eval_samples", "16",
+            )
+        )
+    )  # fmt: skip
+    assert [r["usage/restarted_codes"] for r in read_jsonl(out / "logs" / "metrics.jsonl") if "usage/restarted_codes"
+            in r] == [len(forced)]  # fmt: skip
+    live = state_of(out / "checkpoint-1" / "vq_model")["quantizer.embedding.weight"]
+    before = model.quantizer.embedding.weight.detach()  # the init rows
+    assert not torch.allclose(live[forced], before[forced], atol=1e-2)  # re-seeded from encoder outputs
+    # The saved model is the EMA; restarted at its last step, it keeps the new codes (the average alone would not).
+    final = VCQVQModel.from_pretrained(out)
+    assert final.config.decoder_type == "conv"
+    torch.testing.assert_close(final.quantizer.embedding.weight.detach()[forced], live[forced], rtol=0, atol=0)
+    usage = json.loads((out / "training_summary.json").read_text())["code_usage"]
+    assert len(usage["codes_used_per_position"]) == len(usage["perplexity_per_position"]) == 5  # T of tiny
+    assert all(0 < u <= k for u, k in zip(usage["codes_used_per_position"], final.config.codebook_sizes))
 
 
 def test_train_tokenizer_time_budget_stops_and_records_the_clock(workspace, tmp_path):
