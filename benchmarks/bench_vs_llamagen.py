@@ -13,10 +13,14 @@ variants), then `--rounds` timed rounds; inside a round every (batch, guidance) 
 other, so each ratio compares runs a few seconds apart under the same load. The 1/5/15-minute load averages are
 recorded before and after every round. Also measured:
 
-- the per-step time of the VCQ loop (from `callback_on_step_end` time stamps) at steps 2 and 250 (flatness);
-- the matrix-product floor of a decode step: a pure `torch.mm` loop over the model's weight shapes at the same number
-  of rows (2B with guidance, else B), with the head sliced to K_t, averaged over the T positions;
-- peak memory and first-call vs warm call in a fresh process per variant (`--probe`, one cell).
+- the per-step times of both loops (VCQ from `callback_on_step_end` time stamps, LlamaGen from a proxy that stamps
+  each forward call), at steps 2 and 250 (flatness);
+- the matrix-product floor of a decode step: a pure `F.linear` loop over the model's weight shapes at the same number
+  of rows (2B with guidance, else B), with the head sliced to K_t (averaged over the T positions) or full;
+- the attention read of a decode step: pure `scaled_dot_product_attention` over the filled prefix of a KV cache
+  (averaged over the steps, and at steps 2 and 250) and over a full 264-position buffer (LlamaGen's every step);
+- memory and first call vs warm call in a fresh process per variant (`--probe`, one cell), after the first timed
+  round (later rounds only add repetitions).
 
 Results go to `--output` (default `benchmarks/results/vs_llamagen.md`) and a JSON file beside it, rewritten after
 every measurement, so an interrupted run keeps what it measured. Not run in CI (LlamaGen is not a dependency):
@@ -110,6 +114,29 @@ def num_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+class StepStamps:
+    """LlamaGen's `generate` takes the model as an argument: this proxy forwards every attribute to it and records
+    the CPU time at the end of each forward call (one per position: the prefill, then one per decode step), so
+    LlamaGen's per-step times are measured the same way as the VCQ loop's."""
+
+    def __init__(self, model):
+        self._model = model
+        self.stamps: list[float] = []
+
+    def __call__(self, *args, **kwargs):
+        out = self._model(*args, **kwargs)
+        self.stamps.append(time.process_time())
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def step_times(stamps: list[float], cpu_start: float) -> list[float]:
+    """CPU seconds per position from time stamps taken at the end of each position."""
+    return [stamps[0] - cpu_start] + [b - a for a, b in zip(stamps, stamps[1:])]
+
+
 class Runner:
     """Runs one sampling call of a variant at (batch, guidance) and returns (wall seconds, CPU seconds of this
     process, per-step CPU seconds or None). With one thread, CPU seconds are what the wall time would be on an idle
@@ -130,6 +157,7 @@ class Runner:
         if variant.startswith("llamagen"):
             model = self.llamagen_compiled if variant == "llamagen-compiled" else self.llamagen
             cond = torch.tensor(labels)
+            model = StepStamps(model)
             torch.manual_seed(0)
             start, cpu_start = time.perf_counter(), time.process_time()
             with torch.no_grad():
@@ -137,9 +165,9 @@ class Runner:
                     model, cond, 256, cfg_scale=guidance, temperature=1.0, top_k=0, top_p=1.0, sample_logits=True
                 )
             elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-            if tuple(codes.shape) != (batch_size, 256):
-                raise RuntimeError(f"LlamaGen returned {tuple(codes.shape)}")
-            return elapsed, cpu, None
+            if tuple(codes.shape) != (batch_size, 256) or len(model.stamps) != 256:
+                raise RuntimeError(f"LlamaGen returned {tuple(codes.shape)} after {len(model.stamps)} forward calls")
+            return elapsed, cpu, step_times(model.stamps, cpu_start)
         stamps = []
 
         def stamp(pipeline, step, position, callback_kwargs):
@@ -159,11 +187,21 @@ class Runner:
         limits = torch.tensor(self.pipe.transformer.config.codebook_sizes)
         if tuple(codes.shape) != (batch_size, 256) or not bool((codes < limits).all()):
             raise RuntimeError("VCQ returned invalid codes")
-        steps = [stamps[0] - cpu_start] + [b - a for a, b in zip(stamps, stamps[1:])]  # CPU seconds per step
-        return elapsed, cpu, steps
+        return elapsed, cpu, step_times(stamps, cpu_start)
 
 
 # ---------------------------------------------------------------------------------------------------- floor
+
+
+def median_time(fn, reps: int) -> float:
+    """Median CPU seconds of `reps` calls of `fn`, after one untimed call."""
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return statistics.median(times)
 
 
 def matmul_floor(rows: int, codebook_sizes: list[int], reps: int) -> dict[str, float]:
@@ -181,15 +219,6 @@ def matmul_floor(rows: int, codebook_sizes: list[int], reps: int) -> dict[str, f
     ]
     head = torch.randn(17385, 768)
 
-    def median_time(fn) -> float:
-        fn()
-        times = []
-        for _ in range(reps):
-            start = time.process_time()
-            fn()
-            times.append(time.process_time() - start)
-        return statistics.median(times)
-
     def layer_pass():
         for layer in layers:
             for a, w in layer:
@@ -200,9 +229,33 @@ def matmul_floor(rows: int, codebook_sizes: list[int], reps: int) -> dict[str, f
             linear(x768, head[:limit])
 
     return {
-        "layers": median_time(layer_pass),
-        "full_head": median_time(lambda: linear(x768, head[:16384])),
-        "sliced_head": median_time(sliced_pass) / len(codebook_sizes),
+        "layers": median_time(layer_pass, reps),
+        "full_head": median_time(lambda: linear(x768, head[:16384]), reps),
+        "sliced_head": median_time(sliced_pass, reps) / len(codebook_sizes),
+    }
+
+
+def attention_floor(rows: int, num_positions: int, reps: int) -> dict:
+    """CPU seconds of the attention of one decode step, which the matrix-product floor leaves out: 12 layers of
+    `F.scaled_dot_product_attention` of one query per row and head over the cached keys/values (12 heads x 64), from
+    distinct buffers of 264 positions as in a KV cache. `attention_prefix` averages it over the T steps reading only
+    the filled prefix (position t reads t + 1 positions, as the VCQ loop does; sampled every 15 positions),
+    `attention_at` gives it at steps 2 and 250, `attention_full` reads all 264 positions (LlamaGen attends over its
+    whole masked buffer at every step). With one query per row this is a read of `rows x length x 2 x 768 x 4` bytes
+    per layer: it measures memory bandwidth, not arithmetic."""
+    torch.manual_seed(0)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    query, caches = torch.randn(rows, 12, 1, 64), torch.randn(12, 2, rows, 12, 264, 64)  # (layer, k/v, R, nh, L, hd)
+
+    def attention(length: int) -> float:
+        return median_time(lambda: [sdpa(query, kv[0, :, :, :length], kv[1, :, :, :length]) for kv in caches], reps)
+
+    lengths = range(1, num_positions + 1, 15)
+    return {
+        "attention_prefix": statistics.fmean(attention(length) for length in lengths),
+        "attention_at": {"2": attention(3), "250": attention(251)},
+        "attention_full": attention(264),
+        "kv_read_mb_at_250": rows * 251 * 2 * 768 * 4 * 12 / 1e6,
     }
 
 
@@ -215,12 +268,12 @@ def current_rss_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def peak_rss_during(fn) -> tuple[object, float]:
-    """Run `fn()` while a thread samples the resident memory every 5 ms; return its result and the peak growth (MB)
-    over the memory before the call (`ru_maxrss` cannot tell: building the models peaks higher than sampling)."""
+def peak_rss_during(fn) -> tuple[object, float, float]:
+    """Run `fn()` while a thread samples the resident memory every 5 ms; return its result, the peak and the memory
+    after the call (MB, absolute; `ru_maxrss` cannot tell: building the models peaks higher than sampling)."""
     import threading
 
-    baseline, peak, done = current_rss_mb(), [0.0], threading.Event()
+    peak, done = [current_rss_mb()], threading.Event()
 
     def poll():
         while not done.is_set():
@@ -234,27 +287,47 @@ def peak_rss_during(fn) -> tuple[object, float]:
     finally:
         done.set()
         thread.join()
-    return result, max(peak[0], current_rss_mb()) - baseline
+    after = current_rss_mb()
+    return result, max(peak[0], after), after
+
+
+def kv_cache_mb(variant: str, rows: int) -> float:
+    """Bytes of the KV cache a call allocates: 12 layers x keys and values x rows x 12 heads x positions x 64 x fp32;
+    VCQ holds the T = 256 fed tokens, LlamaGen 1 + 256 rounded up to a multiple of 8 (264)."""
+    positions = 256 if variant.startswith("vcq") else 264
+    return 12 * 2 * rows * 12 * positions * 64 * 4 / 2**20
 
 
 def child_probe(args: argparse.Namespace) -> None:
-    """In a fresh process: build one variant, time its first and second call at one cell, and the peak growth of
-    resident memory during each call."""
+    """In a fresh process: build one variant, time its first and second call at one cell, and the resident memory
+    during each call over the memory after building the model (what sampling needs on top of the weights, whether it
+    is allocated during the call or kept from an earlier one: LlamaGen's `setup_caches` leaves its KV cache on the
+    model between calls)."""
     variant, batch_size, guidance = args._child.split(",")
     batch_size, guidance = int(batch_size), float(guidance)
     torch.set_num_threads(args.threads)
     runner = Runner(args.llamagen_src, [variant])
-    (first, first_cpu, _), first_growth = peak_rss_during(lambda: runner(variant, batch_size, guidance))
-    (warm, warm_cpu, _), warm_growth = peak_rss_during(lambda: runner(variant, batch_size, guidance))
+    baseline = current_rss_mb()
     report = {
         "variant": variant,
-        "first_s": first,
-        "warm_s": warm,
-        "first_cpu_s": first_cpu,
-        "warm_cpu_s": warm_cpu,
-        "peak_growth_first_mb": first_growth,
-        "peak_growth_mb": warm_growth,
+        "built_rss_mb": baseline,
+        "kv_cache_mb": kv_cache_mb(variant, batch_size * (2 if guidance != 1 else 1)),
     }
+    for call in ("first", "warm"):
+        before, times = current_rss_mb(), os.times()
+        (wall, cpu, _), peak, after = peak_rss_during(lambda: runner(variant, batch_size, guidance))
+        end = os.times()
+        report.update(
+            {
+                f"{call}_s": wall,
+                f"{call}_cpu_s": cpu,
+                f"{call}_user_s": end.user - times.user,
+                f"{call}_sys_s": end.system - times.system,
+                f"{call}_peak_over_built_mb": peak - baseline,
+                f"{call}_growth_mb": peak - before,
+                f"{call}_after_over_built_mb": after - baseline,
+            }
+        )
     print("PROBE " + json.dumps(report), flush=True)
 
 
@@ -283,8 +356,14 @@ def write_report(results: dict, output: Path) -> None:
         f"- machine: {results['machine']}; torch {results['torch']}, {results['threads']} thread(s)",
         f"- parameters: LlamaGen GPT-B {results.get('params', {}).get('llamagen', 0) / 1e6:.1f}M, VCQ vcq-b "
         f"{results.get('params', {}).get('vcq', 0) / 1e6:.1f}M; T = 256; random weights",
-        f"- rounds: 1 warm-up + {results['rounds']} timed, interleaved; load averages (1/5/15 min) per round: "
-        + "; ".join(f"{r['label']} {r['load_before']} -> {r['load_after']}" for r in results["round_log"]),
+        f"- rounds: 1 warm-up + {sum(r['label'] != 'warm-up' for r in results['round_log'])} timed (of "
+        f"{results['rounds']} planned), interleaved; load averages (1/5/15 min) per round: "
+        + "; ".join(f"{r['label']} {r['load_before']} -> {r['load_after']}" for r in results["round_log"])
+        + "".join(
+            f"; probe {p['variant']} {p['load_before']} -> {p['load_after']}"
+            for p in results.get("probes", [])
+            if "load_before" in p
+        ),
         "",
         "## Throughput (image tokens/s from the CPU seconds of the 1-thread process; median over timed rounds)",
         "",
@@ -334,44 +413,88 @@ def write_report(results: dict, output: Path) -> None:
         lines.append(f"| B {cell.replace(',', ', g ')} | " + " | ".join(first_cell(v) for v in VARIANTS) + " |")
     lines += [
         "",
-        "## Per decode step of the VCQ loop vs the matrix-product floor (CPU seconds, median of timed rounds)",
+        "## Per decode step vs the matrix-product floor and the attention read (CPU seconds, median of timed rounds)",
         "",
-        "| batch, guidance, variant | rows | step 2 | step 250 | 250 / 2 (target <= 1.10) | median step | floor "
-        "(layers + sliced head) | step / floor (target <= 1.25) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "Steps are timed at the end of each position (LlamaGen: at the end of each forward call). The floor is a pure "
+        "`F.linear` loop over the model's weights at the same rows, with VCQ's head sliced to K_t and LlamaGen's full; "
+        "the attention is a pure `scaled_dot_product_attention` over the cached keys/values, over the filled prefix "
+        "(VCQ, mean over the steps) or over the whole 264-position buffer (LlamaGen, every step).",
+        "",
+        "| batch, guidance, variant | rows | step 2 | step 250 | 250 / 2 (target <= 1.10) | attention at step 2 -> 250 "
+        "| median step | matmul floor | step / floor (target <= 1.25) | attention (mean) | step / (floor + attention) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for cell, data in results["cells"].items():
         floor = data.get("floor")
-        for variant in ("vcq-eager", "vcq-compiled"):
+        for variant in VARIANTS:
             steps = data.get("steps", {}).get(variant)
             if not steps or floor is None:
                 continue
             s2 = statistics.median(run[2] for run in steps)
             s250 = statistics.median(run[250] for run in steps)
             median_step = statistics.median(statistics.median(run[1:]) for run in steps)
-            floor_s = floor["layers"] + floor["sliced_head"]
+            vcq = variant.startswith("vcq")
+            floor_s = floor["layers"] + (floor["sliced_head"] if vcq else floor["full_head"])
+            if "attention_prefix" in floor:
+                attention = floor["attention_prefix"] if vcq else floor["attention_full"]
+                at2, at250 = (
+                    (floor["attention_at"]["2"], floor["attention_at"]["250"])
+                    if vcq
+                    else (floor["attention_full"], floor["attention_full"])
+                )
+                attention_cells = (
+                    f"{at2 * 1e3:.1f} -> {at250 * 1e3:.1f} ms",
+                    f"{attention * 1e3:.1f} ms",
+                    f"{median_step / (floor_s + attention):.2f}",
+                )
+            else:
+                attention_cells = ("-", "-", "-")
             lines.append(
                 f"| B {cell.replace(',', ', g ')}, {variant} | {data['rows']} | {s2 * 1e3:.1f} ms | {s250 * 1e3:.1f} ms "
-                f"| {s250 / s2:.2f} | {median_step * 1e3:.1f} ms | {floor_s * 1e3:.1f} ms (full head: "
-                f"{(floor['layers'] + floor['full_head']) * 1e3:.1f}) | {median_step / floor_s:.2f} |"
+                f"| {s250 / s2:.2f} | {attention_cells[0]} | {median_step * 1e3:.1f} ms | {floor_s * 1e3:.1f} ms "
+                f"({'sliced' if vcq else 'full'} head) | {median_step / floor_s:.2f} | {attention_cells[1]} | "
+                f"{attention_cells[2]} |"
             )
     if results.get("probes"):
         lines += [
             "",
-            f"## Fresh process, cell B {results['probe_cell'].replace(',', ', g ')}: first vs warm call, peak memory",
+            f"## Fresh process, cell B {results['probe_cell'].replace(',', ', g ')}: first vs warm call, memory",
             "",
-            "| variant | first call (CPU) | warm call (CPU) | first / warm, CPU (target <= 1.10) | first / warm, wall "
-            "| peak resident-memory growth during the first / warm call |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "Memory is the resident memory sampled every 5 ms, over the resident memory right after building the model "
+            '(before any call): what sampling holds on top of the weights. "growth" is the peak over the memory just '
+            "before that call, which misses what an earlier call left allocated (LlamaGen keeps its KV cache on the "
+            "model between calls).",
+            "",
+            "| variant | first call, CPU (user + sys) | warm call, CPU (user + sys) | first / warm, CPU (target <= 1.10) | "
+            "first / warm, wall | KV cache | peak over built, first / warm call (target: VCQ <= LlamaGen) | held "
+            "after the warm call | growth during the warm call |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for probe in results["probes"]:
+            if "first_peak_over_built_mb" not in probe:
+                continue
             lines.append(
-                f"| {probe['variant']} | {probe['first_cpu_s']:.1f} s | {probe['warm_cpu_s']:.1f} s | "
-                f"{probe['first_cpu_s'] / probe['warm_cpu_s']:.2f} | {probe['first_s'] / probe['warm_s']:.2f} | "
-                f"{probe['peak_growth_first_mb']:.0f} MB / {probe['peak_growth_mb']:.0f} MB |"
+                f"| {probe['variant']} | {probe['first_cpu_s']:.1f} s ({probe['first_user_s']:.1f} + "
+                f"{probe['first_sys_s']:.1f}) | {probe['warm_cpu_s']:.1f} s ({probe['warm_user_s']:.1f} + "
+                f"{probe['warm_sys_s']:.1f}) | {probe['first_cpu_s'] / probe['warm_cpu_s']:.2f} | "
+                f"{probe['first_s'] / probe['warm_s']:.2f} | {probe['kv_cache_mb']:.0f} MB | "
+                f"{probe['first_peak_over_built_mb']:.0f} MB / {probe['warm_peak_over_built_mb']:.0f} MB | "
+                f"{probe['warm_after_over_built_mb']:.0f} MB | {probe['warm_growth_mb']:.0f} MB |"
             )
     lines += ["", *results.get("notes", [])]
     output.write_text("\n".join(lines) + "\n")
+
+
+def run_probes(args: argparse.Namespace, results: dict, output: Path) -> None:
+    results["probe_cell"] = args.probe
+    results["probes"] = []
+    for variant in args.probe_variants or args.variants:
+        print(f"[probe] {variant} at {args.probe}", flush=True)
+        load_before = load_now()
+        probe = run_probe(args, variant, args.probe)
+        probe.update(load_before=load_before, load_after=load_now())
+        results["probes"].append(probe)
+        write_report(results, output)
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -402,6 +525,7 @@ def main(args: argparse.Namespace) -> dict:
         print(f"[floor] B {b} g {g:g}: {rows} rows", flush=True)
         results["cells"][key] = {"rows": rows, "tokens": b * 256, "first": {}, "timed": {}, "steps": {}}
         results["cells"][key]["floor"] = matmul_floor(rows, sizes, args.floor_reps)
+        results["cells"][key]["floor"].update(attention_floor(rows, len(sizes), args.floor_reps))
         write_report(results, output)
     for round_index in range(args.rounds + 1):
         label = "warm-up" if round_index == 0 else f"round {round_index}"
@@ -431,13 +555,8 @@ def main(args: argparse.Namespace) -> dict:
         entry.update(load_after=load_now(), seconds=round(time.perf_counter() - start, 1))
         results["round_log"].append(entry)
         write_report(results, output)
-    if args.probe:
-        results["probe_cell"] = args.probe
-        results["probes"] = []
-        for variant in args.probe_variants or args.variants:
-            print(f"[probe] {variant} at {args.probe}", flush=True)
-            results["probes"].append(run_probe(args, variant, args.probe))
-            write_report(results, output)
+        if args.probe and round_index == min(1, args.rounds):  # after the first timed round: later rounds are extra
+            run_probes(args, results, output)
     return results
 
 

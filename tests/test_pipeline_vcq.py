@@ -691,7 +691,7 @@ def test_kv_cache_is_allocated_once_and_never_reallocated(pipe):
     finally:
         handle.remove()
     assert len(pointers) == 4 and len(set(pointers)) == 1  # the buffer of the prefill, reused by every step
-    assert set(lengths) == {torch.Size([6, 1, 6, 12])}  # 2B rows x kv heads x (1 + T) x head dim
+    assert set(lengths) == {torch.Size([6, 1, 5, 12])}  # 2B rows x kv heads x T fed tokens x head dim
 
 
 def test_compiled_decode_step_gives_the_same_codes(pipe):

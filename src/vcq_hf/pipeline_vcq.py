@@ -576,8 +576,9 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
             model_input = torch.cat([cond_ids, null_ids])[:, None]  # (2B, 1): conditional rows, then null rows
         else:
             model_input = cond_ids[:, None]  # (B, 1)
-        # Preallocated for the whole sequence: KV cache of the 2B (or B) rows x (1 + T), and the (B, 1 + T) tokens.
-        cache = VCQStaticCache(config.num_hidden_layers, 1 + num_positions)
+        # Preallocated for the whole call: the KV cache of the 2B (or B) rows x T fed tokens (class token, x_0 ..
+        # x_{T-2}; the last code is never fed), and the (B, 1 + T) tokens.
+        cache = VCQStaticCache(config.num_hidden_layers, num_positions)
         sequence = torch.empty(batch_size, 1 + num_positions, dtype=torch.long, device=device)
         sequence[:, 0] = cond_ids
         num_sampled = 0
