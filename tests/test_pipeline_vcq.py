@@ -694,6 +694,32 @@ def test_kv_cache_is_allocated_once_and_never_reallocated(pipe):
     assert set(lengths) == {torch.Size([6, 1, 5, 12])}  # 2B rows x kv heads x T fed tokens x head dim
 
 
+def test_kv_cache_positions_are_never_read_before_they_are_written(pipe, monkeypatch):
+    # The buffers are allocated uninitialised; poison them with NaN: any read of an unwritten position (a masked
+    # full-buffer attention, an off-by-one length) would turn the logits into NaN and change the codes.
+    from vcq_hf.generation import PrefixStaticLayer
+
+    kwargs = dict(class_labels=[0, 1, 2], guidance_scale=3.0, generator=torch.manual_seed(5), output_type="latent")
+    want = pipe(**kwargs).codes
+    allocate = PrefixStaticLayer.lazy_initialization
+
+    def poisoned(layer, key_states, value_states):
+        allocate(layer, key_states, value_states)
+        layer.keys.fill_(float("nan"))
+        layer.values.fill_(float("nan"))
+
+    monkeypatch.setattr(PrefixStaticLayer, "lazy_initialization", poisoned)
+    kwargs["generator"] = torch.manual_seed(5)
+    logits = []
+    got = pipe(
+        **kwargs,
+        callback_on_step_end=lambda *a: logits.append(a[3]["logits"]) or {},
+        callback_on_step_end_tensor_inputs=["logits"],
+    ).codes
+    assert not any(torch.isnan(step).any() for step in logits)
+    assert torch.equal(got, want)
+
+
 def test_compiled_decode_step_gives_the_same_codes(pipe):
     torch._dynamo.reset()
     eager = pipe(class_labels=[0, 1, 2], guidance_scale=3.0, do_sample=False, output_type="latent")
