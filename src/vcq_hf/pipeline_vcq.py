@@ -13,6 +13,7 @@ diffusers `DiTPipeline` (the `__call__` shape, `id2label` / `get_label_ids`).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 from collections.abc import Callable, Sequence
@@ -59,6 +60,12 @@ except ImportError:
 
     class VCQPipelineHubMixin:
         """Without vcq_hf, a pipeline loaded as remote code downloads, saves and pushes as any DiffusionPipeline."""
+
+
+try:  # the oneDNN linears of the decode loop (CPU speed only); without vcq_hf the loop runs on F.linear
+    from vcq_hf.utils.onednn import onednn_linears
+except ImportError:
+    onednn_linears = contextlib.nullcontext
 
 
 OUTPUT_TYPES: tuple[str, ...] = ("pil", "np", "pt", "latent")
@@ -583,7 +590,9 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
         sequence[:, 0] = cond_ids
         num_sampled = 0
 
-        with self.progress_bar(total=num_positions) as progress_bar:
+        # On CPU the decode step's matrix products run on oneDNN, faster than MKL at these few rows (see
+        # vcq_hf.utils.onednn); the transformer's linears are restored after the loop.
+        with onednn_linears(self.transformer), self.progress_bar(total=num_positions) as progress_bar:
             for position in range(num_positions):
                 if self.interrupt:
                     break
