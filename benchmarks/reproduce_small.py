@@ -31,16 +31,27 @@ Every stage writes `<output_dir>/<stage>.json` and is skipped on a rerun; an int
 last checkpoint; sample sets and feature sets are cached on disk. `settings.json` pins the settings (including the
 tokenizer recipe) of a study folder. Training jobs run as `--jobs` processes with one thread each.
 
+Already-trained tokenizers can be adopted instead of trained (`--tokenizer_dirs uniform=DIR,linear=DIR`: saved
+`VCQVQModel` folders with their `training_summary.json`, e.g. `benchmarks/tokenizer_v2.py`'s `<arm>/tokenizer`); each
+folder's config is checked against its arm (schedule, K_max, T, K_min) and its path and training summary are pinned
+into `settings.json`, the stage results and the report. Priors train for fixed `--prior_steps`, or, with
+`--prior_plateau_chunk C`, until their train NLL stops falling (chunks of C steps at a constant learning rate, the arms
+of a setting in lockstep, `--prior_steps` as the cap).
+
     python benchmarks/reproduce_small.py --output_dir runs/study-v2 --report docs/reproduction/v2   # full study
     python benchmarks/reproduce_small.py --output_dir runs/study-v2 --plan_only                     # only the plan
     python benchmarks/reproduce_small.py --output_dir /tmp/smoke --smoke                            # CI: every path
-    python benchmarks/reproduce_small.py --output_dir runs/n1k --arms uniform,linear --train_sizes 1000 \\
-        --priors tiny --seeds 0 --no_emoji --groups regime --best_vcq_arm linear                  # one cheap slice
+    python benchmarks/reproduce_small.py --output_dir runs/slice --jobs 1 --arms uniform,linear \\
+        --best_vcq_arm linear --groups main,regime --train_sizes 1000,5000 --max_train_images 5000 \\
+        --priors tiny --seeds 0 --no_emoji --feature_spaces fmnist-cnn \\
+        --prior_steps 6000 --prior_plateau_chunk 1000 \\
+        --tokenizer_dirs uniform=runs/tv2/uniform/tokenizer,linear=runs/tv2/linear/tokenizer       # a cheap slice
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -74,7 +85,9 @@ class TokenizerRecipe:
     source: str
 
 
-TOKENIZER_V2_STEPS = 1400  # what tokenizer v2's 40-minute budget reached on this machine (uniform 1371, linear 1368)
+# What tokenizer v2's 40-minute budget reached on this machine, load ~2 (issue 12's runs of 2026-12-01, batch 32:
+# uniform 6,966, linear 6,908 steps; the loaded runs before reached 1,378 / 1,375).
+TOKENIZER_V2_STEPS = 6900
 
 
 def tokenizer_recipe() -> TokenizerRecipe:
@@ -159,6 +172,12 @@ class StudySettings:
     main_prior: str = "small"
     prior_steps: tuple[int, ...] = (1000, 3000)  # the first is the main cells' length (~1 epoch at N = 60k)
     long_steps_max_n: int = 1000  # prior lengths after the first only for N <= this (64 -> 192 epochs at N = 1k)
+    # None: each prior trains for its `prior_steps` with a cosine schedule. An int C: "until train NLL stops falling" —
+    # the priors of one (domain, N, size, seed) train side by side at a constant learning rate in chunks of C steps, up
+    # to their `prior_steps` (the cap), and all stop after the first chunk in which none of them lowered its mean
+    # logged train NLL (bits/image) by `prior_plateau_tolerance` (relative) or more: the arms keep equal steps.
+    prior_plateau_chunk: int | None = None
+    prior_plateau_tolerance: float = 0.01
     prior_batch_size: int = 64
     prior_learning_rate: float = 1e-3
     checkpointing_steps: int = 300
@@ -178,6 +197,9 @@ class StudySettings:
     probe_features: tuple[str, ...] = ("onehot", "embedding")
     calibration_steps: int = 12
     calibration_images: int = 512
+    # arm -> {"path", "training_summary"} of an already-trained tokenizer used for that arm (fmnist, first seed) instead
+    # of training one (`--tokenizer_dirs`, checked by `adopt_tokenizers`); pinned here so a folder never mixes two.
+    adopted_tokenizers: dict = field(default_factory=dict)
 
 
 def smoke_settings() -> StudySettings:
@@ -231,7 +253,8 @@ def smoke_settings() -> StudySettings:
 
 @dataclass(frozen=True)
 class Cell:
-    """One prior: which tokenizer's codes (domain, arm, seed), how many training images, which size, how long."""
+    """One prior: which tokenizer's codes (domain, arm, seed), how many training images, which size, how long
+    (`steps`, or at most `steps` with `plateau`: until its train NLL stops falling)."""
 
     group: str
     domain: str
@@ -240,10 +263,17 @@ class Cell:
     num_train: int
     prior: str
     steps: int
+    plateau: bool = False
 
     @property
     def name(self) -> str:
-        return f"{self.domain}-{self.arm}-s{self.seed}-n{self.num_train}-{self.prior}-{self.steps}"
+        length = f"upto{self.steps}" if self.plateau else str(self.steps)
+        return f"{self.domain}-{self.arm}-s{self.seed}-n{self.num_train}-{self.prior}-{length}"
+
+    @property
+    def lockstep(self) -> tuple:
+        """Priors that train side by side until all have stopped improving (the arms of one setting)."""
+        return (self.domain, self.seed, self.num_train, self.prior, self.steps)
 
     @property
     def tokenizer(self) -> tuple[str, str, int]:
@@ -256,26 +286,77 @@ def plan_cells(settings: StudySettings, best_arm: str, num_emoji_train: int | No
     main_n, main_steps = s.train_sizes[0], s.prior_steps[0]
     pair = list(dict.fromkeys([s.baseline_arm, best_arm]))
     cells: list[Cell] = []
+    cell = functools.partial(Cell, plateau=s.prior_plateau_chunk is not None)
     if "fmnist" in s.domains:
-        cells += [Cell("main", "fmnist", arm.name, s.seeds[0], main_n, s.main_prior, main_steps) for arm in s.arms]
+        cells += [cell("main", "fmnist", arm.name, s.seeds[0], main_n, s.main_prior, main_steps) for arm in s.arms]
         for arm in pair:
             for n in s.train_sizes:
                 for prior in s.priors:
                     for steps in s.prior_steps:
                         if steps == main_steps or n <= s.long_steps_max_n:
-                            cells.append(Cell("regime", "fmnist", arm, s.seeds[0], n, prior.name, steps))
+                            cells.append(cell("regime", "fmnist", arm, s.seeds[0], n, prior.name, steps))
         cells += [
-            Cell("seeds", "fmnist", arm, seed, main_n, s.main_prior, main_steps)
+            cell("seeds", "fmnist", arm, seed, main_n, s.main_prior, main_steps)
             for arm in pair
             for seed in s.seeds[1:]
         ]
     if "emoji" in s.domains:
         n = num_emoji_train if num_emoji_train is not None else s.domains["emoji"].max_train_samples or 0
-        cells += [Cell("emoji", "emoji", arm, s.seeds[0], n, s.main_prior, main_steps) for arm in pair]
+        cells += [cell("emoji", "emoji", arm, s.seeds[0], n, s.main_prior, main_steps) for arm in pair]
     unique: dict[str, Cell] = {}
-    for cell in cells:
-        unique.setdefault(cell.name, cell)
+    for c in cells:
+        unique.setdefault(c.name, c)
     return list(unique.values())
+
+
+# ------------------------------------------------------------------------------------------- adopted tokenizers
+def check_adopted_tokenizer(settings: StudySettings, arm_name: str, folder: str | Path) -> None:
+    """Raise a one-line `ValueError` naming the bad value unless `folder` is a finished tokenizer training (a saved
+    `VCQVQModel` with its `training_summary.json`) whose config fits the arm: schedule, K_max, T, K_min (ramped
+    schedules), image size and the per-position codebook sizes these give."""
+    from vcq_hf.schedules import codebook_sizes
+
+    arms = {arm.name: arm for arm in settings.arms}
+    flag = f"--tokenizer_dirs {arm_name}={folder}"
+    if arm_name not in arms:
+        raise ValueError(f"{flag}: {arm_name!r} is not an arm of this study; its arms are {sorted(arms)}.")
+    folder = Path(folder)
+    for name in ("config.json", "model.safetensors", "training_summary.json"):
+        if not (folder / name).is_file():
+            raise ValueError(
+                f"{flag}: {folder / name} does not exist (not a saved tokenizer folder, or its training has not "
+                "finished)."
+            )
+    config = json.loads((folder / "config.json").read_text())
+    arm = arms[arm_name]
+    expected = {
+        "schedule": arm.schedule,
+        "codebook_size": settings.k_max,
+        "num_image_tokens": settings.num_tokens,
+        **({"k_min": arm.k_min} if arm.schedule != "constant" else {}),  # the constant schedule ignores K_min
+        "image_size": settings.resolution,
+        "codebook_sizes": list(codebook_sizes(settings.num_tokens, arm.k_min, settings.k_max, arm.schedule)),
+    }
+    for key, value in expected.items():
+        if config.get(key) != value:
+            raise ValueError(
+                f"{flag}: its config.json has {key} = {config.get(key)!r}, the arm {arm_name!r} needs {value!r}."
+            )
+
+
+def adopt_tokenizers(settings: StudySettings, tokenizer_dirs: dict[str, str]) -> StudySettings:
+    """The settings with already-trained tokenizers adopted for some arms (`--tokenizer_dirs ARM=FOLDER,...`), each
+    checked by `check_adopted_tokenizer`; its absolute path and `training_summary.json` are pinned into the settings
+    (so into `settings.json`, the stage results and the report: where each tokenizer came from)."""
+    adopted = {}
+    for arm_name, folder in tokenizer_dirs.items():
+        check_adopted_tokenizer(settings, arm_name, folder)
+        path = Path(folder).resolve()
+        adopted[arm_name] = {
+            "path": str(path),
+            "training_summary": json.loads((path / "training_summary.json").read_text()),
+        }
+    return replace(settings, adopted_tokenizers=adopted)
 
 
 # ---------------------------------------------------------------------------------------------------- the study
@@ -286,14 +367,12 @@ class Study:
         settings: StudySettings,
         jobs: int = 2,
         in_process: bool = False,
-        external_tokenizers: dict | None = None,
         log=print,
     ):
         self.output_dir = output_dir
         self.settings = settings
         self.jobs = jobs
         self.in_process = in_process
-        self.external_tokenizers = external_tokenizers or {}  # arm name -> folder, for fmnist seed 0
         self.log = log
         self._cache: dict = {}
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -363,10 +442,18 @@ class Study:
         return self._cache[key]
 
     # ------------------------------------------------------------------------------------------------ paths
-    def tokenizer_dir(self, key: tuple[str, str, int]) -> Path:
+    def adopted(self, key: tuple[str, str, int]) -> dict | None:
+        """The adopted tokenizer (`--tokenizer_dirs`) of a (domain, arm, seed), if any: fmnist, first seed only."""
         domain, arm, seed = key
-        if domain == "fmnist" and seed == self.settings.seeds[0] and arm in self.external_tokenizers:
-            return Path(self.external_tokenizers[arm])
+        if domain == "fmnist" and seed == self.settings.seeds[0]:
+            return self.settings.adopted_tokenizers.get(arm)
+        return None
+
+    def tokenizer_dir(self, key: tuple[str, str, int]) -> Path:
+        adopted = self.adopted(key)
+        if adopted is not None:
+            return Path(adopted["path"])
+        domain, arm, seed = key
         return self.output_dir / f"tokenizer-{domain}-{arm}-s{seed}"
 
     def codes_dir(self, key: tuple[str, str, int], split: str) -> Path:
@@ -379,11 +466,12 @@ class Study:
     def sample_path(self, cell: Cell, guidance_scale: float, num_samples: int) -> Path:
         return self.output_dir / f"samples-{cell.name}-cfg{guidance_scale:g}-n{num_samples}" / "samples.npz"
 
-    def training_flags(self, batch_size: int, steps: int, seed: int) -> list[str]:
+    def training_flags(self, batch_size: int, steps: int, seed: int, checkpointing_steps: int | None = None) -> list:
         """Flags shared by both training scripts: budget, seed, resumable checkpoints, no validation samples."""
+        checkpointing_steps = checkpointing_steps or self.settings.checkpointing_steps
         return [
             "--train_batch_size", str(batch_size), "--max_train_steps", str(steps),
-            "--checkpointing_steps", str(self.settings.checkpointing_steps), "--checkpoints_total_limit", "1",
+            "--checkpointing_steps", str(checkpointing_steps), "--checkpoints_total_limit", "1",
             "--resume_from_checkpoint", "latest", "--validation_steps", str(10**9), "--seed", str(seed),
         ]  # fmt: skip
 
@@ -411,49 +499,59 @@ class Study:
             *extra,
         ]  # fmt: skip
 
-    def prior_command(self, cell: Cell, codes_dir: Path, output_dir: Path, extra: tuple[str, ...] = ()) -> list:
+    def prior_command(
+        self, cell: Cell, codes_dir: Path, output_dir: Path, extra: tuple[str, ...] = (), steps: int | None = None
+    ) -> list:
+        """train_ar.py for a cell: `cell.steps` with a cosine schedule; a plateau cell trains to `steps` (the end of
+        its current chunk) at a constant learning rate after warm-up, checkpointing at every chunk's end so that the
+        next chunk resumes from it."""
         s = self.settings
         prior = {p.name: p for p in s.priors}[cell.prior]
+        if cell.plateau:
+            chunk = s.prior_plateau_chunk
+            flags = self.training_flags(s.prior_batch_size, steps, cell.seed, checkpointing_steps=chunk)
+            schedule = ("constant_with_warmup", max(1, chunk // 10))
+        else:
+            flags = self.training_flags(s.prior_batch_size, cell.steps, cell.seed)
+            schedule = ("cosine", max(1, cell.steps // 20))
         return [
             str(EXAMPLES / "train_ar.py"),
             "--codes_dir", str(codes_dir), "--model_config", prior.preset,
             *(["--config_overrides", *[f"{k}={json.dumps(v)}" for k, v in prior.overrides.items()]]
               if prior.overrides else []),
-            *self.training_flags(s.prior_batch_size, cell.steps, cell.seed),
-            "--learning_rate", str(s.prior_learning_rate), "--lr_scheduler", "cosine",
-            "--lr_warmup_steps", str(max(1, cell.steps // 20)),
+            *flags,
+            "--learning_rate", str(s.prior_learning_rate), "--lr_scheduler", schedule[0],
+            "--lr_warmup_steps", str(schedule[1]),
             "--max_train_samples", str(cell.num_train), "--output_dir", str(output_dir), *extra,
         ]  # fmt: skip
 
     # ---------------------------------------------------------------------------------------------- training
     def train_tokenizers(self, keys: list[tuple[str, str, int]]) -> dict:
+        """Train the tokenizers of `keys` that are neither adopted nor trained yet; return every one's training summary
+        (an adopted one's with `adopted_from`, its folder)."""
         commands = []
         for key in keys:
             folder = self.tokenizer_dir(key)
-            if key[1] in self.external_tokenizers and folder == Path(self.external_tokenizers[key[1]]):
-                self.check_external_tokenizer(key, folder)
-            elif not (folder / "model.safetensors").exists():
+            if self.adopted(key) is None and not (folder / "model.safetensors").exists():
                 commands.append(self.tokenizer_command(key, folder))
         self.run_scripts(commands)
         result = {}
         for key in keys:
-            summary = self.tokenizer_dir(key) / "training_summary.json"
-            result["-".join(map(str, key))] = json.loads(summary.read_text()) if summary.exists() else {}
+            adopted = self.adopted(key)
+            if adopted is not None:  # still the tokenizer pinned when the study began
+                check_adopted_tokenizer(self.settings, key[1], adopted["path"])
+                summary = json.loads((Path(adopted["path"]) / "training_summary.json").read_text())
+                if summary != adopted["training_summary"]:
+                    raise ValueError(
+                        f"{adopted['path']}: its training_summary.json changed since this study adopted it "
+                        f"({self.output_dir / 'settings.json'}): retrained? Use another --output_dir."
+                    )
+                summary = {**summary, "adopted_from": adopted["path"]}
+            else:
+                path = self.tokenizer_dir(key) / "training_summary.json"
+                summary = json.loads(path.read_text()) if path.exists() else {}
+            result["-".join(map(str, key))] = summary
         return result
-
-    def check_external_tokenizer(self, key, folder: Path) -> None:
-        config = json.loads((folder / "config.json").read_text())
-        arm = self.arms[key[1]]
-        expected = {
-            "schedule": arm.schedule,
-            "num_tokens": self.settings.num_tokens,
-            "codebook_size": self.settings.k_max,
-        }
-        if arm.schedule != "constant":
-            expected["k_min"] = arm.k_min
-        wrong = {k: (config.get(k), v) for k, v in expected.items() if config.get(k) != v}
-        if wrong:
-            raise ValueError(f"--tokenizer {key[1]}={folder} does not fit the arm: (found, expected) {wrong}.")
 
     def extract(self, keys: list[tuple[str, str, int]]) -> dict:
         commands = []
@@ -486,20 +584,69 @@ class Study:
         return {"-".join(map(str, key)): len(self.codes(key, "train")[0]) for key in keys}
 
     def train_priors(self, cells: list[Cell]) -> dict:
+        """Train the priors of `cells` (plateau cells chunk by chunk); return each one's training summary (and a
+        plateau cell's `plateau` record: steps, why it stopped, mean train NLL per chunk)."""
+        plateau = [cell for cell in cells if cell.plateau]
+        if plateau:
+            self.train_priors_until_plateau(plateau)
         commands = []
         for cell in cells:
-            if not (self.pipeline_dir(cell) / "model_index.json").exists():
-                commands.append(
-                    self.prior_command(
-                        cell, self.codes_dir(cell.tokenizer, self.split(cell.domain, "train")), self.pipeline_dir(cell)
-                    )
-                )
+            if not cell.plateau and not (self.pipeline_dir(cell) / "model_index.json").exists():
+                commands.append(self.prior_command(cell, self.train_codes_dir(cell), self.pipeline_dir(cell)))
         self.run_scripts(commands)
         result = {}
         for cell in cells:
             summary_path = self.pipeline_dir(cell) / "training_summary.json"
             result[cell.name] = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+            if cell.plateau:
+                result[cell.name]["plateau"] = json.loads((self.pipeline_dir(cell) / PLATEAU_FILE).read_text())
         return result
+
+    def train_codes_dir(self, cell: Cell) -> Path:
+        return self.codes_dir(cell.tokenizer, self.split(cell.domain, "train"))
+
+    def prior_steps_done(self, cell: Cell) -> int:
+        """Steps of the prior saved in the cell's folder (0 before its first chunk)."""
+        summary = self.pipeline_dir(cell) / "training_summary.json"
+        if not (self.pipeline_dir(cell) / "model_index.json").exists() or not summary.exists():
+            return 0
+        return int(json.loads(summary.read_text())["global_step"])
+
+    def train_priors_until_plateau(self, cells: list[Cell]) -> None:
+        """Train the priors of each lockstep setting (same domain, seed, N, size, cap; one per arm) chunk by chunk
+        until none of them lowered its mean train NLL by the tolerance in the last chunk, or the cap; then write
+        `plateau.json` into each one's folder. Resumable: the state is read back from the folders and their logs."""
+        s, chunk = self.settings, self.settings.prior_plateau_chunk
+        settings_of: dict = {}
+        for cell in cells:
+            settings_of.setdefault(cell.lockstep, []).append(cell)
+        while True:
+            commands = []
+            for group in settings_of.values():
+                if all((self.pipeline_dir(c) / PLATEAU_FILE).exists() for c in group):
+                    continue
+                done, cap = min(self.prior_steps_done(c) for c in group), group[0].steps
+                histories = {c.arm: chunk_means(self.pipeline_dir(c), chunk, done) for c in group}
+                flat = done > 0 and plateau_reached(list(histories.values()), s.prior_plateau_tolerance)
+                if flat or done >= cap:
+                    for c in group:
+                        record = {
+                            "steps": done, "stopped_by": "plateau" if flat else "cap", "cap": cap, "chunk": chunk,
+                            "tolerance": s.prior_plateau_tolerance, "lockstep_arms": sorted(histories),
+                            "chunk_mean_train_bits_per_image": histories[c.arm],
+                        }  # fmt: skip
+                        write_json(self.pipeline_dir(c) / PLATEAU_FILE, record)
+                    self.log(f"[prior] {group[0].name}: {done} steps, stopped by the {record['stopped_by']}")
+                    continue
+                target = min((done // chunk + 1) * chunk, cap)
+                for c in group:
+                    if self.prior_steps_done(c) < target:
+                        commands.append(
+                            self.prior_command(c, self.train_codes_dir(c), self.pipeline_dir(c), steps=target)
+                        )
+            if not commands:
+                return
+            self.run_scripts(commands)
 
     # ------------------------------------------------------------------------------------------------- data
     def split(self, domain: str, which: str) -> str:
@@ -672,6 +819,11 @@ class Study:
         n = min(cell.num_train, len(train_codes))
         train_codes, train_labels = train_codes[:n], train_labels[:n]  # what train_ar.py trained on
         result: dict = {"cell": asdict(cell), "num_train": n}
+        summary = json.loads((self.pipeline_dir(cell) / "training_summary.json").read_text())
+        result["prior_steps"] = summary["global_step"]
+        result["prior_final_train_bits_per_image"] = summary["final_logs"].get("bits_per_image")
+        if cell.plateau:
+            result["plateau"] = json.loads((self.pipeline_dir(cell) / PLATEAU_FILE).read_text())
 
         # 1. likelihood: the generalisation gap
         rng = np.random.default_rng(cell.seed)
@@ -778,7 +930,13 @@ class Study:
             cell = Cell("calibration", key[0], key[1], 0, s.calibration_images, prior.name, s.calibration_steps)
             prior_dir = folder / f"prior-{prior.name}"
             if not (prior_dir / "model_index.json").exists():
+                start = time.perf_counter()
                 self.run_scripts([self.prior_command(cell, codes_dir, prior_dir, extra=extra)])
+                run_s = time.perf_counter() - start
+                # what a run costs beyond its steps (start-up, final save and grid): paid once per plateau chunk
+                costs.setdefault("prior_start_s", {})[prior.name] = max(
+                    0.0, run_s - s.calibration_steps * step_seconds(prior_dir)
+                )
             costs["prior_step_s"][prior.name] = step_seconds(prior_dir)
         costs.update(self.calibrate_in_process(folder, tokenizer_dir, codes_dir))
         costs["load_average_1min"] = os.getloadavg()[0]  # costs scale with the machine's load when calibrated
@@ -860,9 +1018,7 @@ class Study:
             new_keys = [k for k in dict.fromkeys(c.tokenizer for c in group_cells) if k in tokenizer_keys]
             for k in new_keys:
                 tokenizer_keys.remove(k)
-            train_jobs = [
-                tokenizer_s for k in new_keys if not (k[1] in self.external_tokenizers and k[2] == s.seeds[0])
-            ]
+            train_jobs = [tokenizer_s for k in new_keys if self.adopted(k) is None]
             encode = sum(num_images[k[0]]["train"] + num_images[k[0]]["test"] for k in new_keys) * costs["encode_s"]
             per_key_eval = 0.0
             for k in new_keys:
@@ -878,8 +1034,14 @@ class Study:
                 add(group, f"{len(train_jobs)} tokenizers x {recipe.steps} steps", train_jobs)
                 add(group, f"codes of {len(new_keys)} tokenizers (train + test)", [], encode)
                 add(group, "reconstruction, entropy and probes", [], per_key_eval)
-            prior_jobs = [c.steps * costs["prior_step_s"][c.prior] for c in group_cells]
-            add(group, f"{len(group_cells)} priors ({', '.join(sorted({c.prior for c in group_cells}))})", prior_jobs)
+            prior_jobs, start_s = [], costs.get("prior_start_s", {})
+            for c in group_cells:
+                runs = math.ceil(c.steps / s.prior_plateau_chunk) if c.plateau else 1
+                prior_jobs.append(c.steps * costs["prior_step_s"][c.prior] + runs * start_s.get(c.prior, 0.0))
+            what = f"{len(group_cells)} priors ({', '.join(sorted({c.prior for c in group_cells}))}"
+            if any(c.plateau for c in group_cells):
+                what += f"; until train NLL stops falling, chunks of {s.prior_plateau_chunk}: at most"
+            add(group, f"{what} {'/'.join(sorted({str(c.steps) for c in group_cells}))} steps)", prior_jobs)
             sampling, serial = [], 0.0
             n_sweep = len(s.guidance_scales) + 1  # one extension of the sweep on average
             for c in group_cells:
@@ -939,12 +1101,17 @@ def run_study(
     in_process: bool = False,
     groups: tuple[str, ...] = GROUPS,
     best_vcq_arm: str | None = None,
-    external_tokenizers: dict | None = None,
     plan_only: bool = False,
     costs_from: Path | None = None,
 ) -> dict:
-    study = Study(output_dir, settings, jobs, in_process=in_process, external_tokenizers=external_tokenizers)
+    study = Study(output_dir, settings, jobs, in_process=in_process)
     results: dict = {"settings": asdict(settings), "groups": list(groups)}
+    for arm, adopted in settings.adopted_tokenizers.items():
+        summary = adopted["training_summary"]
+        study.log(
+            f"Tokenizer of arm {arm} adopted from {adopted['path']}: {summary.get('global_step')} steps x batch "
+            f"{summary.get('total_batch_size')} (the recipe's: {settings.tokenizer.steps} x {settings.tokenizer.batch_size})"
+        )
     num_images = study.stage("images", count_images, settings)
     if costs_from is not None and not (output_dir / "calibrate.json").exists():
         copied = {k: v for k, v in json.loads(Path(costs_from).read_text()).items() if k != "wall_time_s"}
@@ -1058,6 +1225,41 @@ def step_seconds(run_dir: Path) -> float:
     return float(np.median(deltas))
 
 
+PLATEAU_FILE = "plateau.json"
+
+
+def chunk_means(run_dir: Path, chunk: int, steps: int) -> list[float]:
+    """Mean logged train NLL (train_ar.py's `bits_per_image`) per chunk of `chunk` steps, over the first `steps`
+    steps of a run's `logs/metrics.jsonl` (a step logged twice, by a resumed run, counts once: its last value)."""
+    path = run_dir / "logs" / "metrics.jsonl"
+    if steps < 1 or not path.exists():
+        return []
+    by_step = {}
+    for line in path.read_text().splitlines():
+        record = json.loads(line) if line.strip() else {}
+        if record.get("step") is not None and "bits_per_image" in record:
+            by_step[int(record["step"])] = float(record["bits_per_image"])
+    means = []
+    for start in range(0, steps, chunk):
+        values = [v for step, v in by_step.items() if start < step <= min(start + chunk, steps)]
+        if not values:
+            raise RuntimeError(f"{path}: no train NLL logged in steps {start + 1}..{min(start + chunk, steps)}.")
+        means.append(float(np.mean(values)))
+    return means
+
+
+def plateau_reached(histories: list[list[float]], tolerance: float) -> bool:
+    """True when every history (mean train NLL per chunk) has at least two chunks and fell by less than `tolerance`
+    (relative to the chunk before) in its last one.
+
+    >>> plateau_reached([[300.0, 250.0, 249.0], [200.0, 199.5]], tolerance=0.01)
+    True
+    >>> plateau_reached([[300.0, 250.0, 249.0], [200.0, 150.0]], tolerance=0.01)
+    False
+    """
+    return all(len(h) >= 2 and h[-2] - h[-1] < tolerance * h[-2] for h in histories)
+
+
 def schedule_wall(durations: list[float], jobs: int) -> float:
     """Wall time of independent jobs on `jobs` slots, longest first (how `Study.run_scripts` runs them)."""
     slots = [0.0] * max(1, jobs)
@@ -1149,6 +1351,16 @@ def write_report(results: dict, study: Study, report_dir: Path) -> None:
         f"Groups run: {', '.join(results['groups'])}. Best VCQ arm: {results.get('best_vcq_arm')}.",
         "",
     ]
+    for arm, adopted in s.adopted_tokenizers.items():
+        summary = adopted["training_summary"]
+        lines.append(
+            f"- Tokenizer of arm `{arm}` (fmnist, seed {s.seeds[0]}) adopted, not trained here: `{adopted['path']}` "
+            f"({summary.get('global_step')} steps x batch {summary.get('total_batch_size')}, "
+            f"{summary.get('wall_time_s')} s, by {summary.get('script')}; its training_summary.json is in "
+            "results.json → settings.adopted_tokenizers)."
+        )
+    if s.adopted_tokenizers:
+        lines.append("")
     evals = results.get("tokenizer_eval", {})
     if evals:
         spaces = sorted({space for e in evals.values() for space in e["rFID"]})
@@ -1194,22 +1406,44 @@ def write_report(results: dict, study: Study, report_dir: Path) -> None:
             "without guidance (held-out real codes: the rate a generalising prior should match); nearest-training "
             "distance ratio samples / held-out (< 1: samples sit closer to training images than new real ones).",
             "",
-            "| cell | train NLL | held-out NLL | gap | log2 N | copy rate (held-out) | NN ratio | gFID none | "
-            "gFID best (scale) | KID x1e3 | prec / rec | IS | acc |",
-            "| --- |" + " ---: |" * 12,
+            "| cell | prior steps | train NLL | held-out NLL | gap | log2 N | copy rate (held-out) | NN ratio | "
+            "gFID none | gFID best (scale) | KID x1e3 | prec / rec | IS | acc |",
+            "| --- |" + " ---: |" * 13,
         ]
         for name, r in cells.items():
             space = r["guidance_sweep"]["space"]
             ng, bg = r["no_guidance"], r["best_guidance"]
             nn = ng["nearest"].get(space, {}).get("median_ratio")
+            steps = str(r.get("prior_steps", "–"))
+            if "plateau" in r:
+                steps += f" ({r['plateau']['stopped_by']})"
             lines.append(
-                f"| {name} | {_fmt(r['nll']['train']['mean_bits_per_image'])} | "
+                f"| {name} | {steps} | {_fmt(r['nll']['train']['mean_bits_per_image'])} | "
                 f"{_fmt(r['nll']['test']['mean_bits_per_image'])} | {_fmt(r['nll']['gap_bits_per_image'])} | "
                 f"{_fmt(r['nll']['memorization_bits'])} | {_fmt(ng['copies']['copy_rate'], 3)} "
                 f"({_fmt(r['heldout_copies']['copy_rate'], 3)}) | {_fmt(nn, 3)} | {_fmt(ng[f'FID-{space}'])} | "
                 f"{_fmt(bg[f'FID-{space}'])} ({r['best_guidance_scale']:g}) | {_fmt(ng[f'KID-{space}'] * 1e3)} | "
                 f"{_fmt(ng[f'precision-{space}'], 3)} / {_fmt(ng[f'recall-{space}'], 3)} | "
                 f"{_fmt(ng.get(f'IS-{space}'))} | {_fmt(ng.get(f'accuracy-{space}'), 3)} |"
+            )
+        lines += [
+            "",
+            "Memorisation detail, no guidance: mean longest prefix (tokens) that a sample shares with a training "
+            "sequence (held-out real codes in brackets); FID of the samples against the tokenizer's own test "
+            "reconstructions (how closely the prior reproduces its codes); a plateau prior's mean logged train NLL "
+            "per chunk (bits/image).",
+            "",
+            "| cell | shared prefix (held-out) | FID vs reconstructions | train NLL per chunk |",
+            "| --- | ---: | ---: | --- |",
+        ]
+        for name, r in cells.items():
+            space, ng = r["guidance_sweep"]["space"], r["no_guidance"]
+            chunks = r.get("plateau", {}).get("chunk_mean_train_bits_per_image", [])
+            lines.append(
+                f"| {name} | {_fmt(ng['copies']['mean_shared_prefix'])} "
+                f"({_fmt(r['heldout_copies']['mean_shared_prefix'])}) | "
+                f"{_fmt(ng.get(f'FID-vs-reconstructions-{space}'))} | "
+                f"{', '.join(f'{v:.1f}' for v in chunks) or '–'} |"
             )
         first_spaces = {d.feature_spaces[0] for d in s.domains.values()}
         other = sorted({sp for d in s.domains.values() for sp in d.feature_spaces} - first_spaces)
@@ -1347,16 +1581,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--groups", type=str, default=",".join(GROUPS), help=f"Stage groups to run: {GROUPS}.")
     parser.add_argument("--best_vcq_arm", type=str, default=None, help="Skip choosing it from the main cells.")
     parser.add_argument(
-        "--tokenizer",
+        "--tokenizer_dirs",
         type=str,
-        nargs="*",
-        default=[],
-        help="ARM=FOLDER: use a trained tokenizer for that arm (seed 0).",
+        default="",
+        help="ARM=FOLDER[,ARM=FOLDER...]: adopt already-trained tokenizers (saved VCQVQModel folders with their "
+        "training_summary.json) for these arms (Fashion-MNIST, first seed) instead of training them; each folder's "
+        "config must fit its arm (schedule, K_max, T, K_min).",
     )
     parser.add_argument("--arms", type=str, default=None, help="Comma-separated subset of the arms.")
     parser.add_argument("--train_sizes", type=str, default=None, help="Comma-separated N values (first = main).")
     parser.add_argument("--priors", type=str, default=None, help="Comma-separated prior sizes (tiny, small).")
     parser.add_argument("--prior_steps", type=str, default=None, help="Comma-separated prior lengths (first = main).")
+    parser.add_argument(
+        "--prior_plateau_chunk",
+        type=int,
+        default=None,
+        help="Train priors until their train NLL stops falling: constant LR, chunks of this many steps, the arms of a "
+        "setting in lockstep, --prior_steps as the cap.",
+    )
+    parser.add_argument(
+        "--prior_plateau_tolerance",
+        type=float,
+        default=None,
+        help="With --prior_plateau_chunk: stop once no arm's mean train NLL fell by this fraction in a chunk "
+        "(default 0.01).",
+    )
     parser.add_argument("--seeds", type=str, default=None, help="Comma-separated seeds (first = main).")
     parser.add_argument("--no_emoji", action="store_true", help="Leave the emoji domain out.")
     parser.add_argument(
@@ -1364,7 +1613,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=None,
         help="Use only the first N training images of each domain (codes, entropy, probe; also tokenizer training "
-        "unless --tokenizer gives the tokenizers). For slices whose largest N is small.",
+        "unless --tokenizer_dirs gives the tokenizers). For slices whose largest N is small.",
     )
     parser.add_argument(
         "--feature_spaces", type=str, default=None, help="Comma-separated feature spaces for every domain."
@@ -1376,10 +1625,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.groups) - set(GROUPS)
     if unknown:
         parser.error(f"--groups: unknown {sorted(unknown)}; expected a subset of {GROUPS}")
-    try:
-        args.tokenizer = dict(item.split("=", 1) for item in args.tokenizer)
-    except ValueError:
-        parser.error(f"--tokenizer expects ARM=FOLDER items, got {args.tokenizer}")
+    items = [item for item in args.tokenizer_dirs.split(",") if item]
+    if any("=" not in item or not item.split("=", 1)[1] for item in items):
+        parser.error(f"--tokenizer_dirs expects ARM=FOLDER[,ARM=FOLDER...], got {args.tokenizer_dirs!r}")
+    args.tokenizer_dirs = dict(item.split("=", 1) for item in items)
+    if len(args.tokenizer_dirs) < len(items):
+        parser.error(f"--tokenizer_dirs names an arm twice: {args.tokenizer_dirs!r}")
     return args
 
 
@@ -1408,6 +1659,17 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
         changes["prior_steps"] = tuple(int(v) for v in args.prior_steps.split(","))
     if args.seeds:
         changes["seeds"] = tuple(int(v) for v in args.seeds.split(","))
+    if args.prior_plateau_chunk is not None:
+        if args.prior_plateau_chunk < 1:
+            raise ValueError(f"--prior_plateau_chunk = {args.prior_plateau_chunk} must be >= 1.")
+        changes["prior_plateau_chunk"] = args.prior_plateau_chunk
+    if args.prior_plateau_tolerance is not None:
+        tolerance = args.prior_plateau_tolerance
+        if args.prior_plateau_chunk is None:
+            raise ValueError("--prior_plateau_tolerance needs --prior_plateau_chunk.")
+        if not (math.isfinite(tolerance) and 0.0 <= tolerance < 1.0):
+            raise ValueError(f"--prior_plateau_tolerance = {tolerance} is out of range: it must be in [0, 1).")
+        changes["prior_plateau_tolerance"] = tolerance
     domains = {k: v for k, v in settings.domains.items() if not (args.no_emoji and k == "emoji")}
     if args.max_train_images is not None:
         if args.max_train_images < max(changes.get("train_sizes", settings.train_sizes)):
@@ -1430,7 +1692,8 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
     for name in ("train_sizes", "prior_steps"):
         if any(v < 1 for v in changes.get(name, (1,))):
             raise ValueError(f"--{name} values must be >= 1, got {changes[name]}.")
-    return replace(settings, **changes)
+    settings = replace(settings, **changes)
+    return adopt_tokenizers(settings, args.tokenizer_dirs) if args.tokenizer_dirs else settings
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -1445,7 +1708,6 @@ def main(argv: list[str] | None = None) -> dict:
         in_process=args.in_process or args.smoke,
         groups=args.groups,
         best_vcq_arm=args.best_vcq_arm,
-        external_tokenizers=args.tokenizer,
         plan_only=args.plan_only,
         costs_from=args.costs_from,
     )

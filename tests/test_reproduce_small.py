@@ -97,6 +97,111 @@ def test_smoke_study_end_to_end_and_resume(tmp_path, capsys):
     with pytest.raises(ValueError, match="other settings"):
         study.run_study(output_dir, study.StudySettings(), plan_only=True)
 
+    # A second study adopts the first one's tokenizers instead of training them (--tokenizer_dirs) and trains its
+    # priors until their train NLL stops falling: chunks of 2 steps, cap 6; tolerance 0.99 stops them after 2 chunks.
+    adopted = {arm: output_dir / f"tokenizer-fmnist-{arm}-s0" for arm in ("uniform", "linear")}
+    second_dir = tmp_path / "adopting"
+    second = study.main(
+        ["--smoke", "--output_dir", str(second_dir), "--arms", "uniform,linear", "--groups", "main", "--no_emoji",
+         "--seeds", "0", "--best_vcq_arm", "linear", "--costs_from", str(output_dir / "calibrate.json"),
+         "--tokenizer_dirs", ",".join(f"{arm}={path}" for arm, path in adopted.items()),
+         "--prior_steps", "6", "--prior_plateau_chunk", "2", "--prior_plateau_tolerance", "0.99",
+         "--report", str(tmp_path / "second-report")]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert f"Tokenizer of arm uniform adopted from {adopted['uniform'].resolve()}" in out
+    assert "| main | 0 tokenizers x" in out and "at most 6 steps)" in out  # the plan trains none; priors capped
+    assert not list(second_dir.glob("tokenizer-fmnist-*"))  # no tokenizer trained here
+    pinned = json.loads((second_dir / "settings.json").read_text())["adopted_tokenizers"]
+    for arm, path in adopted.items():
+        summary = json.loads((path / "training_summary.json").read_text())
+        assert pinned[arm] == {"path": str(path.resolve()), "training_summary": summary}
+        assert second["tokenizers"][f"fmnist-{arm}-0"] == {**summary, "adopted_from": str(path.resolve())}
+        # the same tokenizer, so the same test reconstructions as in the first study
+        assert second["tokenizer_eval"][f"fmnist-{arm}-0"]["psnr"] == evals[f"fmnist-{arm}-0"]["psnr"]
+    assert set(second["cells"]) == {"fmnist-uniform-s0-n64-small-upto6", "fmnist-linear-s0-n64-small-upto6"}
+    for cell in second["cells"].values():
+        assert cell["prior_steps"] == 4 and cell["plateau"]["stopped_by"] == "plateau"
+        assert len(cell["plateau"]["chunk_mean_train_bits_per_image"]) == 2
+    table = (tmp_path / "second-report" / "results.md").read_text()
+    assert (
+        f"Tokenizer of arm `linear` (fmnist, seed 0) adopted, not trained here: `{adopted['linear'].resolve()}`"
+        in table
+    )
+    assert "| fmnist-uniform-s0-n64-small-upto6 | 4 (plateau) |" in table
+
+
+def write_fake_tokenizer(folder: Path, schedule: str, k_max: int = 1024, num_tokens: int = 32) -> Path:
+    """A folder with what check_adopted_tokenizer reads: config.json, a weights file, training_summary.json."""
+    from vcq_hf.schedules import codebook_sizes
+
+    folder.mkdir(parents=True)
+    config = {
+        "schedule": schedule, "codebook_size": k_max, "num_image_tokens": num_tokens, "k_min": 2, "image_size": 32,
+        "codebook_sizes": list(codebook_sizes(num_tokens, 2, k_max, schedule)),
+    }  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").write_bytes(b"")
+    (folder / "training_summary.json").write_text(json.dumps({"global_step": 7, "total_batch_size": 32}))
+    return folder
+
+
+def test_tokenizer_dirs_checked_against_their_arms(tmp_path):
+    study = load_study_module()
+    uniform = write_fake_tokenizer(tmp_path / "uniform", "constant")
+    linear = write_fake_tokenizer(tmp_path / "linear", "linear")
+
+    def settings(spec: str):
+        return study.settings_from_args(study.parse_args(["--arms", "uniform,linear", "--tokenizer_dirs", spec]))
+
+    adopted = settings(f"uniform={uniform},linear={linear}").adopted_tokenizers
+    assert adopted["linear"] == {
+        "path": str(linear.resolve()),
+        "training_summary": {"global_step": 7, "total_batch_size": 32},
+    }
+    with pytest.raises(ValueError, match=r"linear=.*schedule = 'constant', the arm 'linear' needs 'linear'"):
+        settings(f"linear={uniform}")
+    with pytest.raises(ValueError, match="codebook_size = 512, the arm 'uniform' needs 1024"):
+        settings(f"uniform={write_fake_tokenizer(tmp_path / 'k512', 'constant', k_max=512)}")
+    with pytest.raises(ValueError, match="num_image_tokens = 16, the arm 'linear' needs 32"):
+        settings(f"linear={write_fake_tokenizer(tmp_path / 't16', 'linear', num_tokens=16)}")
+    kmin = write_fake_tokenizer(tmp_path / "kmin", "linear")
+    config = json.loads((kmin / "config.json").read_text())
+    (kmin / "config.json").write_text(json.dumps({**config, "k_min": 4}))
+    with pytest.raises(ValueError, match="k_min = 4, the arm 'linear' needs 2"):
+        settings(f"linear={kmin}")
+    (linear / "training_summary.json").unlink()
+    with pytest.raises(ValueError, match="training_summary.json does not exist"):
+        settings(f"linear={linear}")
+    with pytest.raises(ValueError, match="'log' is not an arm of this study"):
+        settings(f"log={uniform}")
+    for bad in ("uniform", "uniform=", f"uniform={uniform},uniform={uniform}"):
+        with pytest.raises(SystemExit):
+            study.parse_args(["--tokenizer_dirs", bad])
+
+
+def test_plateau_rule_reads_the_training_log(tmp_path):
+    study = load_study_module()
+    (tmp_path / "logs").mkdir()
+    records = [{"step": step, "bits_per_image": 300.0 - step} for step in (10, 20, 30, 40)]
+    records += [{"step": 40, "bits_per_image": 250.0}, {"step": 40, "lr": 0.001}]  # step 40 logged again on resume
+    (tmp_path / "logs" / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    assert study.chunk_means(tmp_path, chunk=20, steps=40) == [285.0, 260.0]
+    assert study.chunk_means(tmp_path, chunk=20, steps=30) == [285.0, 270.0]  # a partial last chunk
+    assert study.chunk_means(tmp_path, chunk=20, steps=0) == []
+    with pytest.raises(RuntimeError, match="no train NLL logged in steps 41..60"):
+        study.chunk_means(tmp_path, chunk=20, steps=60)
+    assert study.plateau_reached([[285.0, 260.0]], tolerance=0.1) and not study.plateau_reached([[285.0, 260.0]], 0.05)
+    assert not study.plateau_reached([[285.0]], tolerance=0.5)  # one chunk: nothing to compare
+    assert not study.plateau_reached([[300.0, 299.0], [300.0, 200.0]], tolerance=0.01)  # every arm must be flat
+    settings = study.settings_from_args(study.parse_args(["--prior_steps", "6000", "--prior_plateau_chunk", "1000"]))
+    cells = study.plan_cells(settings, "linear", num_emoji_train=3000)
+    assert all(c.plateau and c.name.endswith("-upto6000") for c in cells)
+    with pytest.raises(ValueError, match="must be in \\[0, 1\\)"):
+        study.settings_from_args(study.parse_args(["--prior_plateau_chunk", "10", "--prior_plateau_tolerance", "nan"]))
+    with pytest.raises(ValueError, match="needs --prior_plateau_chunk"):
+        study.settings_from_args(study.parse_args(["--prior_plateau_tolerance", "0.1"]))
+
 
 def test_cli_subsets_and_checks():
     study = load_study_module()
@@ -118,4 +223,4 @@ def test_cli_subsets_and_checks():
     with pytest.raises(SystemExit):
         study.parse_args(["--groups", "main,nonsense"])
     with pytest.raises(SystemExit):
-        study.parse_args(["--tokenizer", "uniform"])
+        study.parse_args(["--tokenizer_dirs", "uniform"])
