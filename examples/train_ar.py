@@ -226,6 +226,13 @@ def main(args: argparse.Namespace) -> VCQPipeline:
     global_step, first_epoch, resume_batches = tu.load_resume_state(
         accelerator, args, steps_per_epoch, logger, optimizer, lr_scheduler
     )
+    summary_path = Path(args.output_dir) / "training_summary.json"
+    if global_step >= max_train_steps and summary_path.is_file():
+        if json.loads(summary_path.read_text()).get("global_step") == global_step:
+            # Rerunning a finished run (e.g. a pipeline script) must leave its weights and summary as they are.
+            logger.info(f"{args.output_dir} already holds this run, finished at step {global_step}: nothing to do.")
+            accelerator.end_training()
+            return VCQPipeline.from_pretrained(args.output_dir) if accelerator.is_main_process else None
 
     pipeline = None
     if accelerator.is_main_process:
@@ -241,6 +248,8 @@ def main(args: argparse.Namespace) -> VCQPipeline:
     for epoch, (codes, labels) in tu.epoch_batches(
         accelerator, train_dataloader, first_epoch, num_epochs, resume_batches
     ):
+        if global_step >= max_train_steps:  # resumed at the last step: no step beyond it
+            break
         # Class dropout draws from torch's global RNG: seed it per step so a resumed run repeats it exactly.
         tu.reseed_step(args.seed, global_step, micro_step, accelerator.process_index)
         input_ids = unwrapped.build_input_ids(labels, codes.long())  # (B, 1 + T)

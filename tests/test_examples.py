@@ -399,6 +399,32 @@ def test_train_ar_resume_matches_uninterrupted_run(workspace, tmp_path):
     assert any(not torch.equal(before[k], state_of(resumed / "checkpoint-6" / "transformer")[k]) for k in before)
 
 
+def test_train_ar_rerun_of_a_finished_run_changes_nothing(workspace, tmp_path):
+    # Rerunning the same command (as benchmarks/train_demo.sh does) resumes at max_train_steps: it trained one more
+    # step and rewrote training_summary.json with the few seconds of the rerun.
+    out = tmp_path / "run"
+    command = ar_args(workspace["codes"], out, "--max_train_steps", "4", "--checkpointing_steps", "2",
+                      "--resume_from_checkpoint", "latest")  # fmt: skip
+    train_ar.main(train_ar.parse_args(command))
+    summary = (out / "training_summary.json").read_text()
+    weights = state_of(out / "transformer")
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    train_ar.main(train_ar.parse_args(command))
+    assert (out / "training_summary.json").read_text() == summary
+    assert json.loads(summary)["global_step"] == 4
+    for key, value in state_of(out / "transformer").items():
+        assert torch.equal(value, weights[key]), key
+    # Resuming at the last step without a finished summary (killed before the final save) saves without a step.
+    (out / "training_summary.json").unlink()
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    train_ar.main(train_ar.parse_args(command))
+    assert json.loads((out / "training_summary.json").read_text())["global_step"] == 4
+    for key, value in state_of(out / "transformer").items():
+        assert torch.equal(value, weights[key]), key
+
+
 def test_checkpoint_limit_across_resume(workspace, tmp_path):
     out = tmp_path / "limit"
     common = ["--checkpointing_steps", "2", "--checkpoints_total_limit", "2"]
