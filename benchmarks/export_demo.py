@@ -36,6 +36,16 @@ TOP_LEVEL_FILES = {
 TOP_LEVEL_PATTERNS = ("evaluation*.json", "training_summary_*.json")
 
 
+def same_codes(vq_model: torch.nn.Module, reference: torch.nn.Module) -> bool:
+    """Whether two tokenizers turn every image into the same codes: equal schedules, and equal encoder and codebook
+    weights (the decoder and the quantizer's usage statistics may differ, as after `train_tokenizer.py --decoder_only`)."""
+    if vq_model.config.codebook_sizes != reference.config.codebook_sizes:
+        return False
+    ours, theirs = dict(vq_model.named_parameters()), dict(reference.named_parameters())
+    names = [name for name in theirs if not name.startswith("decoder.")]
+    return all(name in ours and torch.equal(ours[name], theirs[name]) for name in names)
+
+
 def export_demo(
     pipeline_dir: Path,
     tokenizer_dir: Path | None,
@@ -45,6 +55,7 @@ def export_demo(
 ) -> int:
     from vcq_hf import VCQImageProcessor, VCQPipeline, VCQVQModel
     from vcq_hf.hub.model_card import build_demo_card
+    from vcq_hf.training_utils.checkpointing import weights_fingerprint
     from vcq_hf.training_utils.files import replace_folder, sibling_temp_folder
 
     if not (pipeline_dir / "model_index.json").exists():
@@ -64,16 +75,16 @@ def export_demo(
     pipe = VCQPipeline.from_pretrained(pipeline_dir)
     if vq_model_dir is not None:
         vq_model = VCQVQModel.from_pretrained(vq_model_dir)
-        same_codes = vq_model.config.codebook_sizes == pipe.vq_model.config.codebook_sizes and torch.equal(
-            vq_model.quantizer.embedding.weight, pipe.vq_model.quantizer.embedding.weight
-        )
-        if not same_codes:
+        if not same_codes(vq_model, pipe.vq_model):
             shutil.rmtree(staging)
             raise ValueError(
-                f"{vq_model_dir} has another codebook than {pipeline_dir}'s tokenizer: the prior was not trained on "
+                f"{vq_model_dir} has another encoder or codebook than {pipeline_dir}'s tokenizer: the prior was not trained on "
                 "its codes. Retrain only the decoder (train_tokenizer.py --decoder_only) or train a new prior."
             )
         pipe.register_modules(vq_model=vq_model)
+        # The prior is paired with its tokenizer by a fingerprint of all its weights (train_ar.py); the decoder swap
+        # keeps the codes (checked above), so the pair is re-made for the new decoder.
+        pipe.transformer.config.vq_model_fingerprint = weights_fingerprint(vq_model)
         if (vq_model_dir / "training_summary.json").exists():
             shutil.copy(vq_model_dir / "training_summary.json", staging / "training_summary_decoder.json")
     pipe.save_pretrained(staging)

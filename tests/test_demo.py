@@ -30,7 +30,7 @@ def test_demo_pipeline_samples_valid_codes_and_images():
     pipe = VCQPipeline.from_pretrained(DEFAULT_MODEL)
     pipe.set_progress_bar_config(disable=True)
     assert [pipe.id2label[i] for i in range(10)] == FASHION_MNIST_CLASSES
-    assert list(pipe.vq_model.config.codebook_sizes) == list(codebook_sizes(32, 2, 1024, "log"))
+    assert list(pipe.vq_model.config.codebook_sizes) == list(codebook_sizes(32, 2, 1024, "linear"))
     out = pipe(class_labels=["Trouser", "Bag"], guidance_scale=2.0, generator=torch.manual_seed(0), output_type="np")
     assert out.images.shape == (2, 32, 32, 3) and 0.0 <= out.images.min() and out.images.max() <= 1.0
     assert (out.codes < torch.tensor(pipe.transformer.config.codebook_sizes)).all()

@@ -146,6 +146,8 @@ class PrefixStaticLayer(CacheLayerMixin):
     """One layer of [`VCQStaticCache`]: key/value buffers of `max_cache_len` positions, allocated once at the first
     update (batch, heads, dtype and device from the first states) and filled in place; `update` returns views of the
     filled prefix, so attention reads only the positions written so far and nothing is concatenated or reallocated.
+    The buffers are left uninitialised (`torch.empty`): no position is read before it is written, so there is no
+    zero-fill pass, and on an OS with lazy paging a page becomes resident only when the positions in it are written.
     """
 
     is_compileable = False
@@ -159,8 +161,8 @@ class PrefixStaticLayer(CacheLayerMixin):
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         batch_size, num_heads = key_states.shape[:2]
         self.device = key_states.device
-        self.keys = key_states.new_zeros(batch_size, num_heads, self.max_cache_len, key_states.shape[-1])
-        self.values = value_states.new_zeros(batch_size, num_heads, self.max_cache_len, value_states.shape[-1])
+        self.keys = key_states.new_empty(batch_size, num_heads, self.max_cache_len, key_states.shape[-1])
+        self.values = value_states.new_empty(batch_size, num_heads, self.max_cache_len, value_states.shape[-1])
         self.is_initialized = True
 
     def update(
@@ -190,14 +192,15 @@ class PrefixStaticLayer(CacheLayerMixin):
 
 
 class VCQStaticCache(Cache):
-    """A KV cache preallocated for `max_cache_len` positions (the whole `[class token, x_0, ..., x_{T-1}]` sequence):
-    one [`PrefixStaticLayer`] per decoder layer. Unlike transformers' `DynamicCache` it never concatenates (a decode
+    """A KV cache preallocated for `max_cache_len` positions: one [`PrefixStaticLayer`] per decoder layer. Sampling T
+    image tokens feeds T tokens, `[class token, x_0, ..., x_{T-2}]` (the last code is sampled, never fed), so
+    `max_cache_len = T` suffices. Unlike transformers' `DynamicCache` it never concatenates (a decode
     step's cost does not grow by re-copying the past, and the memory is allocated once); unlike its `StaticCache` the
     attention of step t reads only the t + 1 filled positions, not all `max_cache_len` under a mask.
 
     Args:
         num_hidden_layers (`int`): the number of decoder layers.
-        max_cache_len (`int`): positions to hold, e.g. `1 + num_image_tokens`.
+        max_cache_len (`int`): positions to hold, e.g. `num_image_tokens` for sampling.
     """
 
     def __init__(self, num_hidden_layers: int, max_cache_len: int):

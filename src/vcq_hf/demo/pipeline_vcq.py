@@ -13,6 +13,7 @@ diffusers `DiTPipeline` (the `__call__` shape, `id2label` / `get_label_ids`).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 from collections.abc import Callable, Sequence
@@ -59,6 +60,12 @@ except ImportError:
 
     class VCQPipelineHubMixin:
         """Without vcq_hf, a pipeline loaded as remote code downloads, saves and pushes as any DiffusionPipeline."""
+
+
+try:  # the oneDNN linears of the decode loop (CPU speed only); without vcq_hf the loop runs on F.linear
+    from vcq_hf.utils.onednn import onednn_linears
+except ImportError:
+    onednn_linears = contextlib.nullcontext
 
 
 OUTPUT_TYPES: tuple[str, ...] = ("pil", "np", "pt", "latent")
@@ -576,13 +583,16 @@ class VCQPipeline(VCQPipelineHubMixin, DiffusionPipeline):
             model_input = torch.cat([cond_ids, null_ids])[:, None]  # (2B, 1): conditional rows, then null rows
         else:
             model_input = cond_ids[:, None]  # (B, 1)
-        # Preallocated for the whole sequence: KV cache of the 2B (or B) rows x (1 + T), and the (B, 1 + T) tokens.
-        cache = VCQStaticCache(config.num_hidden_layers, 1 + num_positions)
+        # Preallocated for the whole call: the KV cache of the 2B (or B) rows x T fed tokens (class token, x_0 ..
+        # x_{T-2}; the last code is never fed), and the (B, 1 + T) tokens.
+        cache = VCQStaticCache(config.num_hidden_layers, num_positions)
         sequence = torch.empty(batch_size, 1 + num_positions, dtype=torch.long, device=device)
         sequence[:, 0] = cond_ids
         num_sampled = 0
 
-        with self.progress_bar(total=num_positions) as progress_bar:
+        # On CPU the decode step's matrix products run on oneDNN, faster than MKL at these few rows (see
+        # vcq_hf.utils.onednn); the transformer's linears are restored after the loop.
+        with onednn_linears(self.transformer), self.progress_bar(total=num_positions) as progress_bar:
             for position in range(num_positions):
                 if self.interrupt:
                     break
