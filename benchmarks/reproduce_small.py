@@ -1114,8 +1114,13 @@ def run_study(
         )
     num_images = study.stage("images", count_images, settings)
     if costs_from is not None and not (output_dir / "calibrate.json").exists():
-        copied = {k: v for k, v in json.loads(Path(costs_from).read_text()).items() if k != "wall_time_s"}
-        write_json(output_dir / "calibrate.json", {**copied, "copied_from": str(costs_from)})  # not run here
+        costs_file = Path(costs_from) / "calibrate.json" if Path(costs_from).is_dir() else Path(costs_from)
+        if not costs_file.is_file():
+            raise FileNotFoundError(
+                f"--costs_from {costs_from}: no calibrate.json there (a study folder or the file)."
+            )
+        copied = {k: v for k, v in json.loads(costs_file.read_text()).items() if k != "wall_time_s"}
+        write_json(output_dir / "calibrate.json", {**copied, "copied_from": str(costs_file)})  # not run here
     results["calibration"] = costs = study.stage("calibrate", study.calibrate)
     vcq_arms = [arm.name for arm in settings.arms if arm.name != settings.baseline_arm]
     guess = best_vcq_arm or (json.loads((output_dir / "best-arm.json").read_text())["best_vcq_arm"]
@@ -1123,6 +1128,12 @@ def run_study(
     emoji_n = num_images.get("emoji", {}).get("train")
     planned = [c for c in plan_cells(settings, guess, emoji_n) if c.group in groups]
     all_keys = list(dict.fromkeys(c.tokenizer for c in planned))
+    uncalibrated = sorted({c.prior for c in planned} - set(costs.get("prior_step_s", {})))
+    if uncalibrated:
+        raise ValueError(
+            f"The unit costs of {output_dir / 'calibrate.json'} cover the priors {sorted(costs.get('prior_step_s', {}))}, "
+            f"not {uncalibrated}: calibrate with --priors including them (without --costs_from) in a new --output_dir."
+        )
     rows = study.plan(costs, planned, list(all_keys), num_images)
     study.print_plan(rows, costs.get("load_average_1min", float("nan")))
     if best_vcq_arm is None and not (output_dir / "best-arm.json").exists() and len(vcq_arms) > 1:
@@ -1576,7 +1587,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report", type=Path, default=None, help="Write results.md/json and plots here.")
     parser.add_argument("--plan_only", action="store_true", help="Calibrate, print the plan and stop.")
     parser.add_argument(
-        "--costs_from", type=Path, default=None, help="Reuse another study folder's calibrate.json (same recipe)."
+        "--costs_from",
+        type=Path,
+        default=None,
+        help="Reuse another study folder's calibrate.json (the folder or the file; same recipe and priors).",
     )
     parser.add_argument("--groups", type=str, default=",".join(GROUPS), help=f"Stage groups to run: {GROUPS}.")
     parser.add_argument("--best_vcq_arm", type=str, default=None, help="Skip choosing it from the main cells.")

@@ -103,7 +103,7 @@ def test_smoke_study_end_to_end_and_resume(tmp_path, capsys):
     second_dir = tmp_path / "adopting"
     second = study.main(
         ["--smoke", "--output_dir", str(second_dir), "--arms", "uniform,linear", "--groups", "main", "--no_emoji",
-         "--seeds", "0", "--best_vcq_arm", "linear", "--costs_from", str(output_dir / "calibrate.json"),
+         "--seeds", "0", "--best_vcq_arm", "linear", "--costs_from", str(output_dir),
          "--tokenizer_dirs", ",".join(f"{arm}={path}" for arm, path in adopted.items()),
          "--prior_steps", "6", "--prior_plateau_chunk", "2", "--prior_plateau_tolerance", "0.99",
          "--report", str(tmp_path / "second-report")]
