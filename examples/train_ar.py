@@ -226,13 +226,10 @@ def main(args: argparse.Namespace) -> VCQPipeline:
     global_step, first_epoch, resume_batches = tu.load_resume_state(
         accelerator, args, steps_per_epoch, logger, optimizer, lr_scheduler
     )
-    summary_path = Path(args.output_dir) / "training_summary.json"
-    if global_step >= max_train_steps and summary_path.is_file():
-        if json.loads(summary_path.read_text()).get("global_step") == global_step:
-            # Rerunning a finished run (e.g. a pipeline script) must leave its weights and summary as they are.
-            logger.info(f"{args.output_dir} already holds this run, finished at step {global_step}: nothing to do.")
-            accelerator.end_training()
-            return VCQPipeline.from_pretrained(args.output_dir) if accelerator.is_main_process else None
+    if tu.finished_run(args.output_dir, global_step, over=global_step >= max_train_steps):
+        logger.info(f"{args.output_dir} already holds this run, finished at step {global_step}: nothing to do.")
+        accelerator.end_training()
+        return VCQPipeline.from_pretrained(args.output_dir) if accelerator.is_main_process else None
 
     pipeline = None
     if accelerator.is_main_process:

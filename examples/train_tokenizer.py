@@ -399,6 +399,14 @@ def main(args: argparse.Namespace) -> VCQVQModel:
     global_step, first_epoch, resume_batches = tu.load_resume_state(
         accelerator, args, steps_per_epoch, logger, optimizer, lr_scheduler
     )
+    # The training clock comes back with the checkpoint: a run resumed after its time budget is over too.
+    over = global_step >= max_train_steps or (
+        args.max_train_minutes is not None and clock.previous_wall >= 60.0 * args.max_train_minutes
+    )
+    if tu.finished_run(args.output_dir, global_step, over=over):
+        logger.info(f"{args.output_dir} already holds this run, finished at step {global_step}: nothing to do.")
+        accelerator.end_training()
+        return VCQVQModel.from_pretrained(args.output_dir)
 
     quantizer = unwrapped.quantizer
     progress_bar = tu.steps_progress_bar(accelerator, max_train_steps, global_step)
@@ -409,6 +417,8 @@ def main(args: argparse.Namespace) -> VCQVQModel:
     clock.start()
     model.train()
     for epoch, (images,) in tu.epoch_batches(accelerator, train_dataloader, first_epoch, num_epochs, resume_batches):
+        if over:  # resumed at the end (step cap or time budget): no step beyond it
+            break
         tu.reseed_step(args.seed, global_step, micro_step, accelerator.process_index)
         generator = tu.seeded_generator(args.seed, global_step, micro_step, accelerator.process_index, 1)
         pixel_values = tu.uint8_to_pixel_values(images)

@@ -224,6 +224,21 @@ def test_train_tokenizer_resume_matches_uninterrupted_run(workspace, tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
 
 
+def test_train_tokenizer_rerun_of_a_finished_run_changes_nothing(workspace, tmp_path):
+    # The twin of the train_ar test: resuming at max_train_steps trained one step past it and rewrote the summary.
+    out = tmp_path / "run"
+    command = tokenizer_args(workspace["data"], out, "--max_train_steps", "2", "--checkpointing_steps", "2",
+                             "--validation_steps", "100", "--resume_from_checkpoint", "latest")  # fmt: skip
+    train_tokenizer.main(train_tokenizer.parse_args(command))
+    summary, weights = (out / "training_summary.json").read_text(), state_of(out)
+    AcceleratorState._reset_state(True)
+    train_tokenizer.main(train_tokenizer.parse_args(command))
+    assert (out / "training_summary.json").read_text() == summary
+    assert json.loads(summary)["global_step"] == 2
+    for key, value in state_of(out).items():
+        assert torch.equal(value, weights[key]), key
+
+
 def test_train_tokenizer_decoder_only_keeps_the_codes(workspace, tmp_path):
     # Retrain the decoder of the workspace tokenizer with a new pixel head: encoder and codebook are frozen.
     out = tmp_path / "decoder"

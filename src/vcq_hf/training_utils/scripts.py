@@ -587,6 +587,21 @@ def steps_progress_bar(accelerator: Accelerator, max_train_steps: int, global_st
     )
 
 
+def finished_run(output_dir: str | os.PathLike, global_step: int, over: bool) -> bool:
+    """Whether `output_dir` already holds this run's final save: the run resumed at `global_step` where it is `over`
+    (its step cap or time budget reached) and its `training_summary.json` records that same step. Rerunning a
+    finished command must leave its weights and summary as they are; without this check the loop trained one step
+    past the end and the summary was rewritten with the seconds of the rerun. An unreadable summary counts as not
+    saved (the final save runs again, without a training step)."""
+    path = Path(output_dir) / "training_summary.json"
+    if not over or not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("global_step") == global_step
+    except ValueError:
+        return False
+
+
 def epoch_batches(
     accelerator: Accelerator, train_dataloader, first_epoch: int, num_epochs: int, resume_batches: int
 ) -> Iterator[tuple[int, Any]]:
