@@ -1621,6 +1621,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default 0.01).",
     )
     parser.add_argument("--seeds", type=str, default=None, help="Comma-separated seeds (first = main).")
+    parser.add_argument(
+        "--probe_max_train",
+        type=int,
+        default=None,
+        help="Train each first-k probe on at most this many training images (default 20000; a slice with "
+        "--max_train_images 5000 probed on 5000).",
+    )
+    parser.add_argument(
+        "--tokenizer_steps",
+        type=int,
+        default=None,
+        help=f"Training steps of every tokenizer the study trains (default {TOKENIZER_V2_STEPS}, the recipe's). Match "
+        "them to adopted tokenizers when a folder adds seeds or arms to an earlier one.",
+    )
     parser.add_argument("--no_emoji", action="store_true", help="Leave the emoji domain out.")
     parser.add_argument(
         "--max_train_images",
@@ -1673,6 +1687,14 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
         changes["prior_steps"] = tuple(int(v) for v in args.prior_steps.split(","))
     if args.seeds:
         changes["seeds"] = tuple(int(v) for v in args.seeds.split(","))
+    if args.probe_max_train is not None:
+        if args.probe_max_train < 2:
+            raise ValueError(f"--probe_max_train = {args.probe_max_train} must be >= 2.")
+        changes["probe_max_train"] = args.probe_max_train
+    if args.tokenizer_steps is not None:
+        if args.tokenizer_steps < 1:
+            raise ValueError(f"--tokenizer_steps = {args.tokenizer_steps} must be >= 1.")
+        changes["tokenizer"] = replace(settings.tokenizer, steps=args.tokenizer_steps)
     if args.prior_plateau_chunk is not None:
         if args.prior_plateau_chunk < 1:
             raise ValueError(f"--prior_plateau_chunk = {args.prior_plateau_chunk} must be >= 1.")

@@ -218,6 +218,13 @@ def test_cli_subsets_and_checks():
     )
     with pytest.raises(ValueError, match="below the largest"):
         study.settings_from_args(study.parse_args(["--max_train_images", "500"]))
+    matched = study.settings_from_args(study.parse_args(["--tokenizer_steps", "5300", "--probe_max_train", "5000"]))
+    assert matched.tokenizer.steps == 5300 and matched.probe_max_train == 5000
+    assert matched.tokenizer.extra_args == study.tokenizer_recipe().extra_args  # only the step count changes
+    with pytest.raises(ValueError, match="--tokenizer_steps = 0 must be >= 1"):
+        study.settings_from_args(study.parse_args(["--tokenizer_steps", "0"]))
+    with pytest.raises(ValueError, match="--probe_max_train = 1 must be >= 2"):
+        study.settings_from_args(study.parse_args(["--probe_max_train", "1"]))
     with pytest.raises(ValueError, match="including 'uniform'"):
         study.settings_from_args(study.parse_args(["--arms", "linear"]))
     with pytest.raises(SystemExit):
