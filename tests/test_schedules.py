@@ -198,3 +198,22 @@ def test_codebook_schedule_is_one_immutable_validated_value():
         ValueError, match=r"a = \[2, 4, 8, 8\] \(T = 4\) but b = \[2, 4, 8\] \(T = 3\).*equal\. Fix it"
     ):
         schedule.require_equal([2, 4, 8], "a", "b", hint="Fix it.")
+
+
+def test_every_default_schedule_has_one_owner():
+    """`DEFAULT_SCHEDULE` decides the schedule of the defaults and of the non-test presets of both configs."""
+    from vcq_hf import VCQConfig, VCQVQConfig
+    from vcq_hf.schedules import DEFAULT_SCHEDULE, SCHEDULE_KINDS, CodebookSchedule
+
+    assert DEFAULT_SCHEDULE in SCHEDULE_KINDS and DEFAULT_SCHEDULE != "constant"  # VCQ, not the uniform baseline
+    assert codebook_sizes(32, 2, 1024) == codebook_sizes(32, 2, 1024, DEFAULT_SCHEDULE)
+    assert CodebookSchedule.from_kind(32, 2, 1024).sizes == codebook_sizes(32, 2, 1024, DEFAULT_SCHEDULE)
+    assert VCQVQConfig().schedule == DEFAULT_SCHEDULE
+    for preset, (tokens, k_max) in {"small-32px": (32, 1024), "imagenet-256": (256, 16384)}.items():
+        config = VCQVQConfig.from_preset(preset)
+        assert config.schedule == DEFAULT_SCHEDULE
+        assert tuple(config.codebook_sizes) == codebook_sizes(tokens, 2, k_max, DEFAULT_SCHEDULE)
+    for preset, vq_preset in {"small": "small-32px", "vcq-b": "imagenet-256", "vcq-684m": "imagenet-256"}.items():
+        assert list(VCQConfig.from_preset(preset).codebook_sizes) == list(
+            VCQVQConfig.from_preset(vq_preset).codebook_sizes
+        )

@@ -25,7 +25,14 @@ _import_structure: dict[str, list[str]] = {
     "modeling_vcq_vq": ["VCQVQDecoderOutput", "VCQVQEncoderOutput", "VCQVQModel", "VCQVQModelOutput"],
     "pipeline_vcq": ["VCQPipeline", "VCQPipelineOutput"],
     "quantizer": ["QuantizerOutput", "VariableCodebookQuantizer"],
-    "schedules": ["SCHEDULE_KINDS", "CodebookSchedule", "capacity_bits", "cliff_position", "codebook_sizes"],
+    "schedules": [
+        "DEFAULT_SCHEDULE",
+        "SCHEDULE_KINDS",
+        "CodebookSchedule",
+        "capacity_bits",
+        "cliff_position",
+        "codebook_sizes",
+    ],
 }
 _name_to_module: dict[str, str] = {name: module for module, names in _import_structure.items() for name in names}
 
@@ -42,7 +49,14 @@ if TYPE_CHECKING:
     from .modeling_vcq_vq import VCQVQDecoderOutput, VCQVQEncoderOutput, VCQVQModel, VCQVQModelOutput
     from .pipeline_vcq import VCQPipeline, VCQPipelineOutput
     from .quantizer import QuantizerOutput, VariableCodebookQuantizer
-    from .schedules import SCHEDULE_KINDS, CodebookSchedule, capacity_bits, cliff_position, codebook_sizes
+    from .schedules import (
+        DEFAULT_SCHEDULE,
+        SCHEDULE_KINDS,
+        CodebookSchedule,
+        capacity_bits,
+        cliff_position,
+        codebook_sizes,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -18,7 +18,7 @@ from huggingface_hub.dataclasses import strict, validated_field
 from transformers import AutoConfig, LlamaConfig
 
 from .presets import PresetMixin
-from .schedules import CodebookSchedule
+from .schedules import DEFAULT_SCHEDULE, CodebookSchedule
 from .schedules import codebook_sizes as make_codebook_sizes
 from .validation import check_number, number_validator
 
@@ -34,10 +34,10 @@ def llamagen_intermediate_size(hidden_size: int, multiple_of: int = 256) -> int:
     return multiple_of * ((hidden + multiple_of - 1) // multiple_of)
 
 
-def _imagenet_log_schedule() -> list[int]:
-    # T = 256, K_max = 16384: log2 K_t ramps linearly from K_min = 2 to K_max over all positions, as in the
-    # tokenizer's `imagenet-256` preset.
-    return list(make_codebook_sizes(256, 2, 16384, "log"))
+def _imagenet_schedule() -> list[int]:
+    # T = 256, K_max = 16384, the default schedule kind from K_min = 2 over all positions, as in the tokenizer's
+    # `imagenet-256` preset.
+    return list(make_codebook_sizes(256, 2, 16384, DEFAULT_SCHEDULE))
 
 
 def _llamagen_preset(hidden_size: int, num_layers: int, num_heads: int) -> dict[str, Any]:
@@ -47,7 +47,7 @@ def _llamagen_preset(hidden_size: int, num_layers: int, num_heads: int) -> dict[
         "num_hidden_layers": num_layers,
         "num_attention_heads": num_heads,
         "codebook_size": 16384,
-        "codebook_sizes": _imagenet_log_schedule(),
+        "codebook_sizes": _imagenet_schedule(),
         "num_image_tokens": 256,
         "num_classes": 1000,
         "class_dropout_prob": 0.1,
@@ -129,7 +129,7 @@ class VCQConfig(PresetMixin, LlamaConfig):
             "num_hidden_layers": 4,
             "num_attention_heads": 4,
             "codebook_size": 1024,
-            "codebook_sizes": list(make_codebook_sizes(32, 2, 1024, "log")),  # = VCQVQConfig "small-32px"
+            "codebook_sizes": list(make_codebook_sizes(32, 2, 1024, DEFAULT_SCHEDULE)),  # = VCQVQConfig "small-32px"
             "num_image_tokens": 32,
             "num_classes": 10,
             "class_dropout_prob": 0.1,

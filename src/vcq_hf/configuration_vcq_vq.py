@@ -6,7 +6,7 @@ from huggingface_hub.dataclasses import strict, validated_field
 from transformers import AutoConfig, PreTrainedConfig
 
 from .presets import PresetMixin
-from .schedules import SCHEDULE_KINDS, CodebookSchedule
+from .schedules import DEFAULT_SCHEDULE, SCHEDULE_KINDS, CodebookSchedule
 from .validation import number_validator, optional_number_validator
 
 
@@ -73,7 +73,7 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
         codebook_size (`int`, *optional*, defaults to 1024): K_max, entries of the shared codebook.
         codebook_dim (`int`, *optional*, defaults to 12): dimension of the codebook entries.
         k_min (`int`, *optional*, defaults to 2): K at the first position of a ramped schedule, in [1, K_max].
-        schedule (`str`, *optional*, defaults to `"log"`): one of `"constant"` (the uniform baseline), `"linear"`,
+        schedule (`str`, *optional*, defaults to `vcq_hf.schedules.DEFAULT_SCHEDULE`): one of `"constant"` (the uniform baseline), `"linear"`,
             `"log"`, `"cosine"`; see `vcq_hf.schedules.codebook_sizes`.
         ramp_length (`int`, *optional*): 1-based position where the schedule reaches K_max; defaults to T.
         codebook_sizes (`list[int]`, *optional*): explicit K_t per position (length `num_image_tokens`, monotone, last entry
@@ -141,7 +141,7 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
             codebook_size=1024,
             codebook_dim=12,
             k_min=2,
-            schedule="log",
+            schedule=DEFAULT_SCHEDULE,
             reconstruction_loss_type="l1",
         ),
         # The paper's setting: 256x256 ImageNet, 16x16 patches, 256 tokens, K_max = 16384, 8-dim codes (TiTok-B-like).
@@ -162,7 +162,7 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
             codebook_size=16384,
             codebook_dim=8,
             k_min=2,
-            schedule="log",
+            schedule=DEFAULT_SCHEDULE,
             reconstruction_loss_type="l1",
         ),
     }
@@ -188,7 +188,7 @@ class VCQVQConfig(PresetMixin, PreTrainedConfig):
     codebook_size: int = _positive_int("codebook_size", 1024)
     codebook_dim: int = _positive_int("codebook_dim", 12)
     k_min: int = _positive_int("k_min", 2)
-    schedule: str = validated_field(_choice("schedule", SCHEDULE_KINDS), default="log")
+    schedule: str = validated_field(_choice("schedule", SCHEDULE_KINDS), default=DEFAULT_SCHEDULE)
     ramp_length: int | None = validated_field(
         optional_number_validator("ramp_length", minimum=1, integer=True), default=None
     )

@@ -21,6 +21,10 @@ from dataclasses import dataclass
 
 SCHEDULE_KINDS: tuple[str, ...] = ("constant", "linear", "log", "cosine")
 
+# The schedule kind of every default in vcq_hf: `codebook_sizes`, `CodebookSchedule.from_kind`, `VCQVQConfig` and the
+# tokenizer and prior presets. The one place to change it; docs/reproduction.md holds the evidence for the choice.
+DEFAULT_SCHEDULE: str = "log"
+
 # Tolerance for comparing sums of log2 values with log2 N (the sums are exact for powers of two).
 _BITS_TOLERANCE = 1e-9
 
@@ -114,7 +118,7 @@ def codebook_sizes(
     num_image_tokens: int,
     k_min: int,
     k_max: int,
-    kind: str | Sequence[int] = "log",
+    kind: str | Sequence[int] = DEFAULT_SCHEDULE,
     ramp_length: int | None = None,
 ) -> tuple[int, ...]:
     """Per-position codebook sizes K_0 .. K_{T-1} of a VCQ schedule.
@@ -133,7 +137,7 @@ def codebook_sizes(
         num_image_tokens (`int`): number of image tokens T, >= 1.
         k_min (`int`): size at the first position, in [1, k_max].
         k_max (`int`): size of the shared codebook, >= 1.
-        kind (`str` or `Sequence[int]`, *optional*, defaults to `"log"`): one of `SCHEDULE_KINDS` or explicit sizes.
+        kind (`str` or `Sequence[int]`, *optional*, defaults to `DEFAULT_SCHEDULE`): one of `SCHEDULE_KINDS` or explicit sizes.
         ramp_length (`int`, *optional*): 1-based position at which K_max is reached, in [1, num_image_tokens].
 
     Returns:
@@ -287,7 +291,7 @@ class CodebookSchedule(Sequence):
         num_image_tokens: int,
         k_min: int,
         k_max: int,
-        kind: str | Sequence[int] = "log",
+        kind: str | Sequence[int] = DEFAULT_SCHEDULE,
         ramp_length: int | None = None,
     ) -> CodebookSchedule:
         """The schedule of `codebook_sizes(num_image_tokens, k_min, k_max, kind, ramp_length)`."""
