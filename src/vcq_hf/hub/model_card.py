@@ -704,7 +704,7 @@ def build_preset_card(preset: str) -> ModelCard:
         f"{_PRESET_NOTES[preset]}; {ar_counts['total']:,} parameters) over the T = {len(sizes)} codes of the "
         f"`{IMAGENET_TOKENIZER_PRESET}` VCQ tokenizer (`VCQVQConfig`), for ImageNet 256x256 with 1000 classes. "
         f"Position t picks among the first K_t entries of one shared codebook of K_max = {sizes[-1]}: K_t grows from "
-        f"{sizes[0]} to {sizes[-1]} on a log schedule, which moves the entropy cliff for N = "
+        f"{sizes[0]} to {sizes[-1]} on a {vq_config.schedule} schedule, which moves the entropy cliff for N = "
         f"{IMAGENET_TRAIN_IMAGES:,} images from position {cliff_uniform} (uniform codebook) to {cliff_vcq}.\n\n"
         "**No weights are published with this card: this project has not trained this model** (no GPU was "
         "available to it). The card documents the configuration and the recipe; the results below are the paper's."
