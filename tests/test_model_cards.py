@@ -12,7 +12,7 @@ import yaml
 
 from vcq_hf import VCQConfig, VCQForCausalLM, VCQPipeline, VCQVQConfig, VCQVQModel
 from vcq_hf.hub import model_card as mc
-from vcq_hf.schedules import cliff_position, codebook_sizes
+from vcq_hf.schedules import DEFAULT_SCHEDULE, cliff_position, codebook_sizes
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,16 +54,16 @@ def test_preset_card_metadata_and_numbers_match_the_code(preset_cards, preset):
     assert meta["license"] == "apache-2.0"
     assert meta["datasets"] == ["ILSVRC/imagenet-1k"]
     assert meta["metrics"] == ["fid", "accuracy"]
-    assert {"vcq_hf", "schedule-log", "imagenet", f"preset-{preset}"} <= set(meta["tags"])
+    assert {"vcq_hf", f"schedule-{DEFAULT_SCHEDULE}", "imagenet", f"preset-{preset}"} <= set(meta["tags"])
 
     config = VCQConfig.from_preset(preset)
     vq_config = VCQVQConfig.from_preset("imagenet-256")
     sizes = list(config.codebook_sizes)
-    assert sizes == list(codebook_sizes(256, 2, 16384, "log")) == list(vq_config.codebook_sizes)
+    assert sizes == list(codebook_sizes(256, 2, 16384, DEFAULT_SCHEDULE)) == list(vq_config.codebook_sizes)
     assert table_value(body, "tokens per image (T)") == str(config.num_image_tokens) == "256"
     assert table_value(body, "K_max (codebook size)") == str(config.codebook_size) == "16384"
     assert table_value(body, "K_min (first position)") == str(sizes[0])
-    assert table_value(body, "schedule") == vq_config.schedule == "log"
+    assert table_value(body, "schedule") == vq_config.schedule == DEFAULT_SCHEDULE
     shown = table_value(body, "codebook sizes K_t")
     assert shown == f"{', '.join(map(str, sizes[:6]))}, ..., {', '.join(map(str, sizes[-3:]))}"
     cliff = cliff_position(1_281_167, sizes)
