@@ -101,6 +101,13 @@ def cell_row(result: dict, space: str) -> dict:
     }
 
 
+def training_fingerprint(summary: dict) -> str:
+    """What tells two tokenizers apart in their training summaries: steps, wall time and final logged losses (a study
+    that adopts a tokenizer keeps the summary of the run that trained it)."""
+    logs = json.dumps(summary.get("final_logs"), sort_keys=True)
+    return f"{summary.get('global_step')} steps, {summary.get('wall_time_s')} s, final logs {logs}"
+
+
 def collect(studies: dict[str, dict]) -> tuple[dict, dict]:
     """(cells, tokenizers): cells[(domain, arm, N, prior, length)][seed] and tokenizers[(domain, arm)][seed].
 
@@ -129,14 +136,17 @@ def collect(studies: dict[str, dict]) -> tuple[dict, dict]:
                 if int(seed) == results["settings"]["seeds"][0]
                 else None
             )
-            identity = adopted["path"] if adopted else f"{name}: {tag}"
+            if adopted:
+                summary = adopted["training_summary"]
+            identity = training_fingerprint(summary)
             seen = tokenizers[(domain, arm)].get(int(seed))
             if seen is not None:
                 if seen["identity"] != identity:
                     raise ValueError(
-                        f"Tokenizer {tag} is {identity} in {name} but {seen['identity']} elsewhere: two tokenizers of one seed."
+                        f"Tokenizer {tag} of {name} ({identity}) is not the one of {seen['source']} ({seen['identity']}): two "
+                        "tokenizers of one seed."
                     )
-                continue  # the same adopted tokenizer, evaluated by two studies
+                continue  # the same tokenizer, trained by one study and adopted by another: the first evaluation counts
             tokenizers[(domain, arm)][int(seed)] = {
                 "source": name,
                 "identity": identity,
