@@ -1134,6 +1134,14 @@ def run_study(
             f"The unit costs of {output_dir / 'calibrate.json'} cover the priors {sorted(costs.get('prior_step_s', {}))}, "
             f"not {uncalibrated}: calibrate with --priors including them (without --costs_from) in a new --output_dir."
         )
+    needed_spaces = {space for domain in settings.domains.values() for space in domain.feature_spaces}
+    unmeasured = sorted(needed_spaces - set(costs.get("features_s", {})))
+    if unmeasured:
+        raise ValueError(
+            f"The unit costs of {output_dir / 'calibrate.json'} cover the feature spaces "
+            f"{sorted(costs.get('features_s', {}))}, not {unmeasured}: calibrate with --feature_spaces including them "
+            "(without --costs_from) in a new --output_dir."
+        )
     rows = study.plan(costs, planned, list(all_keys), num_images)
     study.print_plan(rows, costs.get("load_average_1min", float("nan")))
     if best_vcq_arm is None and not (output_dir / "best-arm.json").exists() and len(vcq_arms) > 1:

@@ -231,3 +231,22 @@ def test_cli_subsets_and_checks():
         study.parse_args(["--groups", "main,nonsense"])
     with pytest.raises(SystemExit):
         study.parse_args(["--tokenizer_dirs", "uniform"])
+
+
+def test_copied_unit_costs_must_cover_the_study(tmp_path):
+    """Unit costs copied from another folder (--costs_from) that lack a prior size or a feature space of this study
+    are refused with one error naming what is missing, before any planning."""
+    study = load_study_module()
+    settings = study.smoke_settings()
+    spaces = sorted({space for domain in settings.domains.values() for space in domain.feature_spaces})
+    calibrated = {"prior_step_s": {"tiny": 0.1, "small": 0.2}, "features_s": dict.fromkeys(spaces, 0.01)}
+    cases = {
+        "priors": {**calibrated, "prior_step_s": {"tiny": 0.1}},
+        "feature spaces": {**calibrated, "features_s": {}},
+    }
+    for what, costs in cases.items():
+        source = tmp_path / f"source-{what}" / "calibrate.json"
+        source.parent.mkdir()
+        source.write_text(json.dumps(costs))
+        with pytest.raises(ValueError, match=f"cover the {what}"):
+            study.run_study(tmp_path / f"study-{what}", settings, plan_only=True, costs_from=source.parent)
