@@ -31,8 +31,8 @@ Every stage writes `<output_dir>/<stage>.json` and is skipped on a rerun; an int
 last checkpoint; sample sets and feature sets are cached on disk. `settings.json` pins the settings (including the
 tokenizer recipe) of a study folder. Training jobs run as `--jobs` processes with one thread each.
 
-Already-trained tokenizers can be adopted instead of trained (`--tokenizer_dirs uniform=DIR,linear=DIR`: saved
-`VCQVQModel` folders with their `training_summary.json`, e.g. `benchmarks/tokenizer_v2.py`'s `<arm>/tokenizer`); each
+Already-trained tokenizers can be adopted instead of trained (`--tokenizer_dirs uniform=DIR,linear=DIR`, and
+`emoji:uniform=DIR` for another domain than Fashion-MNIST: saved `VCQVQModel` folders with their `training_summary.json`, e.g. `benchmarks/tokenizer_v2.py`'s `<arm>/tokenizer`); each
 folder's config is checked against its arm (schedule, K_max, T, K_min) and its path and training summary are pinned
 into `settings.json`, the stage results and the report. Priors train for fixed `--prior_steps`, or, with
 `--prior_plateau_chunk C`, until their train NLL stops falling (chunks of C steps at a constant learning rate, the arms
@@ -197,8 +197,9 @@ class StudySettings:
     probe_features: tuple[str, ...] = ("onehot", "embedding")
     calibration_steps: int = 12
     calibration_images: int = 512
-    # arm -> {"path", "training_summary"} of an already-trained tokenizer used for that arm (fmnist, first seed) instead
-    # of training one (`--tokenizer_dirs`, checked by `adopt_tokenizers`); pinned here so a folder never mixes two.
+    # "arm" (fmnist) or "domain:arm" -> {"path", "training_summary"} of an already-trained tokenizer used for that arm
+    # (first seed) instead of training one (`--tokenizer_dirs`, checked by `adopt_tokenizers`); pinned here so a folder
+    # never mixes two.
     adopted_tokenizers: dict = field(default_factory=dict)
 
 
@@ -310,14 +311,34 @@ def plan_cells(settings: StudySettings, best_arm: str, num_emoji_train: int | No
 
 
 # ------------------------------------------------------------------------------------------- adopted tokenizers
-def check_adopted_tokenizer(settings: StudySettings, arm_name: str, folder: str | Path) -> None:
+ADOPTION_DEFAULT_DOMAIN = "fmnist"  # `--tokenizer_dirs ARM=...` without a "DOMAIN:" prefix adopts for this domain
+
+
+def adoption_name(domain: str, arm: str) -> str:
+    """The `--tokenizer_dirs` / `adopted_tokenizers` key of a (domain, arm): `arm` for Fashion-MNIST (the keys of
+    folders written before other domains could adopt), `domain:arm` otherwise."""
+    return arm if domain == ADOPTION_DEFAULT_DOMAIN else f"{domain}:{arm}"
+
+
+def parse_adoption_name(name: str) -> tuple[str, str]:
+    """`"emoji:linear"` -> `("emoji", "linear")`; `"linear"` -> `("fmnist", "linear")`."""
+    domain, _, arm = name.rpartition(":")
+    return (domain or ADOPTION_DEFAULT_DOMAIN), arm
+
+
+def check_adopted_tokenizer(settings: StudySettings, name: str, folder: str | Path) -> None:
     """Raise a one-line `ValueError` naming the bad value unless `folder` is a finished tokenizer training (a saved
     `VCQVQModel` with its `training_summary.json`) whose config fits the arm: schedule, K_max, T, K_min (ramped
     schedules), image size and the per-position codebook sizes these give."""
     from vcq_hf.schedules import codebook_sizes
 
     arms = {arm.name: arm for arm in settings.arms}
-    flag = f"--tokenizer_dirs {arm_name}={folder}"
+    flag = f"--tokenizer_dirs {name}={folder}"
+    domain, arm_name = parse_adoption_name(name)
+    if domain not in settings.domains:
+        raise ValueError(
+            f"{flag}: {domain!r} is not a domain of this study; its domains are {sorted(settings.domains)}."
+        )
     if arm_name not in arms:
         raise ValueError(f"{flag}: {arm_name!r} is not an arm of this study; its arms are {sorted(arms)}.")
     folder = Path(folder)
@@ -345,14 +366,17 @@ def check_adopted_tokenizer(settings: StudySettings, arm_name: str, folder: str 
 
 
 def adopt_tokenizers(settings: StudySettings, tokenizer_dirs: dict[str, str]) -> StudySettings:
-    """The settings with already-trained tokenizers adopted for some arms (`--tokenizer_dirs ARM=FOLDER,...`), each
-    checked by `check_adopted_tokenizer`; its absolute path and `training_summary.json` are pinned into the settings
-    (so into `settings.json`, the stage results and the report: where each tokenizer came from)."""
+    """The settings with already-trained tokenizers adopted for some arms (`--tokenizer_dirs [DOMAIN:]ARM=FOLDER,...`),
+    each checked by `check_adopted_tokenizer`; its absolute path and `training_summary.json` are pinned into the
+    settings (so into `settings.json`, the stage results and the report: where each tokenizer came from)."""
     adopted = {}
-    for arm_name, folder in tokenizer_dirs.items():
-        check_adopted_tokenizer(settings, arm_name, folder)
+    for name, folder in tokenizer_dirs.items():
+        check_adopted_tokenizer(settings, name, folder)
         path = Path(folder).resolve()
-        adopted[arm_name] = {
+        key = adoption_name(*parse_adoption_name(name))
+        if key in adopted:
+            raise ValueError(f"--tokenizer_dirs names the tokenizer of {key!r} twice ({name}={folder}).")
+        adopted[key] = {
             "path": str(path),
             "training_summary": json.loads((path / "training_summary.json").read_text()),
         }
@@ -443,10 +467,10 @@ class Study:
 
     # ------------------------------------------------------------------------------------------------ paths
     def adopted(self, key: tuple[str, str, int]) -> dict | None:
-        """The adopted tokenizer (`--tokenizer_dirs`) of a (domain, arm, seed), if any: fmnist, first seed only."""
+        """The adopted tokenizer (`--tokenizer_dirs`) of a (domain, arm, seed), if any: first seed only."""
         domain, arm, seed = key
-        if domain == "fmnist" and seed == self.settings.seeds[0]:
-            return self.settings.adopted_tokenizers.get(arm)
+        if seed == self.settings.seeds[0]:
+            return self.settings.adopted_tokenizers.get(adoption_name(domain, arm))
         return None
 
     def tokenizer_dir(self, key: tuple[str, str, int]) -> Path:
@@ -539,7 +563,7 @@ class Study:
         for key in keys:
             adopted = self.adopted(key)
             if adopted is not None:  # still the tokenizer pinned when the study began
-                check_adopted_tokenizer(self.settings, key[1], adopted["path"])
+                check_adopted_tokenizer(self.settings, adoption_name(key[0], key[1]), adopted["path"])
                 summary = json.loads((Path(adopted["path"]) / "training_summary.json").read_text())
                 if summary != adopted["training_summary"]:
                     raise ValueError(
@@ -1370,10 +1394,11 @@ def write_report(results: dict, study: Study, report_dir: Path) -> None:
         f"Groups run: {', '.join(results['groups'])}. Best VCQ arm: {results.get('best_vcq_arm')}.",
         "",
     ]
-    for arm, adopted in s.adopted_tokenizers.items():
+    for name, adopted in s.adopted_tokenizers.items():
         summary = adopted["training_summary"]
+        domain, arm = parse_adoption_name(name)
         lines.append(
-            f"- Tokenizer of arm `{arm}` (fmnist, seed {s.seeds[0]}) adopted, not trained here: `{adopted['path']}` "
+            f"- Tokenizer of arm `{arm}` ({domain}, seed {s.seeds[0]}) adopted, not trained here: `{adopted['path']}` "
             f"({summary.get('global_step')} steps x batch {summary.get('total_batch_size')}, "
             f"{summary.get('wall_time_s')} s, by {summary.get('script')}; its training_summary.json is in "
             "results.json → settings.adopted_tokenizers)."
@@ -1606,9 +1631,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tokenizer_dirs",
         type=str,
         default="",
-        help="ARM=FOLDER[,ARM=FOLDER...]: adopt already-trained tokenizers (saved VCQVQModel folders with their "
-        "training_summary.json) for these arms (Fashion-MNIST, first seed) instead of training them; each folder's "
-        "config must fit its arm (schedule, K_max, T, K_min).",
+        help="[DOMAIN:]ARM=FOLDER[,...]: adopt already-trained tokenizers (saved VCQVQModel folders with their "
+        "training_summary.json) for these arms (first seed; Fashion-MNIST unless DOMAIN:, e.g. emoji:linear=DIR) "
+        "instead of training them; each folder's config must fit its arm (schedule, K_max, T, K_min).",
     )
     parser.add_argument("--arms", type=str, default=None, help="Comma-separated subset of the arms.")
     parser.add_argument("--train_sizes", type=str, default=None, help="Comma-separated N values (first = main).")
@@ -1663,7 +1688,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--groups: unknown {sorted(unknown)}; expected a subset of {GROUPS}")
     items = [item for item in args.tokenizer_dirs.split(",") if item]
     if any("=" not in item or not item.split("=", 1)[1] for item in items):
-        parser.error(f"--tokenizer_dirs expects ARM=FOLDER[,ARM=FOLDER...], got {args.tokenizer_dirs!r}")
+        parser.error(f"--tokenizer_dirs expects [DOMAIN:]ARM=FOLDER[,...], got {args.tokenizer_dirs!r}")
     args.tokenizer_dirs = dict(item.split("=", 1) for item in items)
     if len(args.tokenizer_dirs) < len(items):
         parser.error(f"--tokenizer_dirs names an arm twice: {args.tokenizer_dirs!r}")

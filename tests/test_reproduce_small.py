@@ -130,6 +130,26 @@ def test_smoke_study_end_to_end_and_resume(tmp_path, capsys):
     )
     assert "| fmnist-uniform-s0-n64-small-upto6 | 4 (plateau) |" in table
 
+    # A third study adopts the first one's emoji tokenizers ("emoji:ARM=FOLDER") and runs only the emoji cells.
+    emoji_adopted = {arm: output_dir / f"tokenizer-emoji-{arm}-s0" for arm in ("uniform", best)}
+    third_dir = tmp_path / "adopting-emoji"
+    third = study.main(
+        ["--smoke", "--output_dir", str(third_dir), "--arms", f"uniform,{best}", "--groups", "emoji",
+         "--seeds", "0", "--best_vcq_arm", best, "--costs_from", str(output_dir),
+         "--tokenizer_dirs", ",".join(f"emoji:{arm}={path}" for arm, path in emoji_adopted.items()),
+         "--report", str(tmp_path / "third-report")]
+    )  # fmt: skip
+    assert not list(third_dir.glob("tokenizer-emoji-*-s0"))  # no tokenizer trained here
+    assert set(third["cells"]) == {cell.name for cell in expected if cell.group == "emoji"}
+    for arm, path in emoji_adopted.items():
+        assert third["tokenizers"][f"emoji-{arm}-0"]["adopted_from"] == str(path.resolve())
+        assert third["tokenizer_eval"][f"emoji-{arm}-0"]["psnr"] == evals[f"emoji-{arm}-0"]["psnr"]
+    table = (tmp_path / "third-report" / "results.md").read_text()
+    assert (
+        f"Tokenizer of arm `{best}` (emoji, seed 0) adopted, not trained here: `{emoji_adopted[best].resolve()}`"
+        in table
+    )
+
 
 def write_fake_tokenizer(folder: Path, schedule: str, k_max: int = 1024, num_tokens: int = 32) -> Path:
     """A folder with what check_adopted_tokenizer reads: config.json, a weights file, training_summary.json."""
@@ -175,6 +195,16 @@ def test_tokenizer_dirs_checked_against_their_arms(tmp_path):
         settings(f"linear={linear}")
     with pytest.raises(ValueError, match="'log' is not an arm of this study"):
         settings(f"log={uniform}")
+    # another domain's tokenizer: "DOMAIN:ARM"; plain ARM and "fmnist:ARM" are the same Fashion-MNIST tokenizer
+    emoji_linear = write_fake_tokenizer(tmp_path / "emoji-linear", "linear")
+    both = settings(f"fmnist:uniform={uniform},emoji:linear={emoji_linear}").adopted_tokenizers
+    assert set(both) == {"uniform", "emoji:linear"} and both["emoji:linear"]["path"] == str(emoji_linear.resolve())
+    with pytest.raises(ValueError, match="names the tokenizer of 'uniform' twice"):
+        settings(f"uniform={uniform},fmnist:uniform={uniform}")
+    with pytest.raises(ValueError, match="'mnist' is not a domain of this study; its domains are"):
+        settings(f"mnist:uniform={uniform}")
+    with pytest.raises(ValueError, match="'emoji' is not a domain of this study"):
+        study.settings_from_args(study.parse_args(["--no_emoji", "--tokenizer_dirs", f"emoji:uniform={uniform}"]))
     for bad in ("uniform", "uniform=", f"uniform={uniform},uniform={uniform}"):
         with pytest.raises(SystemExit):
             study.parse_args(["--tokenizer_dirs", bad])
