@@ -6,7 +6,8 @@ defaults of `examples/train_tokenizer.py` (EfficientNet-Lite0 perceptual loss, E
 restarts). This script only chooses the data, the schedule of each arm, the number of steps and the seed, and passes
 `--train_args` through for recipe studies. Each arm:
 
-1. trains with `examples/train_tokenizer.py` in a subprocess (one thread) for `--max_train_minutes` of wall time
+1. trains with `examples/train_tokenizer.py` in a subprocess (`OMP_NUM_THREADS` threads, default 1: one arm per
+   core side by side, or one arm on every core) for `--max_train_minutes` of wall time
    (constant learning rate after warm-up, so the EMA of the weights is a good model whenever the budget ends),
    checkpointing every `--checkpointing_steps` and resuming from the latest checkpoint when rerun (the training clock
    is stored in the checkpoints; `train.json` marks the arm done);
@@ -170,6 +171,7 @@ def train(args: argparse.Namespace, arm_dir: Path) -> dict:
     summary = json.loads((tokenizer_dir / "training_summary.json").read_text())
     result = {
         "command": command,
+        "threads": int(env["OMP_NUM_THREADS"]),
         "wall_time_s": json.loads(partial.read_text())["wall_time_s"],
         "attempts_before_this_one_s": earlier,
         "training_summary": summary,
@@ -258,6 +260,7 @@ def evaluate(args: argparse.Namespace, arm_dir: Path, training: dict) -> dict:
     result["train_batch_size"] = summary["total_batch_size"]
     result["train_wall_time_s"] = summary["training_wall_s"]  # the training loop, summed over resumed attempts
     result["train_cpu_time_s"] = summary["training_cpu_s"]
+    result["train_threads"] = training.get("threads", 1)  # runs recorded before this field trained on one thread
     result["script_wall_time_s"] = training["wall_time_s"]  # + data loading, final save (None: not recorded)
     result["train_images_per_s"] = images_seen / max(summary["training_wall_s"], 1e-9)
     result["train_command"] = " ".join(training["command"][1:])
@@ -288,7 +291,8 @@ def report(args: argparse.Namespace) -> str:
         r = json.loads(path.read_text())
         rows.append(
             f"| {r['arm']} | {r['dataset']} ({r['num_test_images']} {r['test_split']}) | "
-            f"{r['train_steps']} x {r['train_batch_size']} | {r['train_wall_time_s'] / 60:.1f} | "
+            f"{r['train_steps']} x {r['train_batch_size']} | {r.get('train_threads', 1)} | "
+            f"{r['train_wall_time_s'] / 60:.1f} | "
             f"{r['train_cpu_time_s'] / 60:.1f} | {r['train_images_per_s']:.0f} | {r['psnr']:.2f} | "
             f"{r.get('rFID-FMNIST-CNN', float('nan')):.2f} | {r.get('rFID-EffNetLite0', float('nan')):.2f} "
             f"({r.get('rFID-EffNetLite0-num_images', '-')}) | "
@@ -297,9 +301,9 @@ def report(args: argparse.Namespace) -> str:
         )
     table = "\n".join(
         [
-            "| arm | test data | steps x batch | train wall (min) | train CPU (min) | train images/s | PSNR (dB) "
+            "| arm | test data | steps x batch | threads | train wall (min) | train CPU (min) | train images/s | PSNR (dB) "
             "| rFID-FMNIST-CNN | rFID-EffNetLite0 (images) | seam ratio rel. to real (recon / real) | mean code usage (test) |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| --- | --- | --- | ---: | --- | --- | --- | --- | --- | --- | --- | --- |",
             *rows,
         ]
     )
