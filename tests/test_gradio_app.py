@@ -394,6 +394,7 @@ def _set_number(driver, selector: str, value) -> None:
 @browser
 @pytest.mark.browser
 def test_page_in_headless_chromium(page):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     demo, driver = page
@@ -454,11 +455,15 @@ def test_page_in_headless_chromium(page):
     _click(driver, "//button[@role='tab' and contains(., 'Generate')]", By.XPATH)
     _set_number(driver, "#vcq-seed", -5)
     _click(driver, "#vcq-generate")
-    error = _wait(
-        driver,
-        lambda d: [e for e in d.find_elements(By.CSS_SELECTOR, ".toast-body") if "-5" in e.text],
-        what="the error for seed -5",
-    )
-    assert "minimum" in error[0].text.lower() or "out of range" in error[0].text.lower(), error[0].text
+
+    def seed_errors(d) -> list[str]:
+        # The toast's text is read once, when it is found: read again later, a toast that is fading out gives ''.
+        try:
+            return [text for text in (e.text for e in d.find_elements(By.CSS_SELECTOR, ".toast-body")) if "-5" in text]
+        except StaleElementReferenceException:  # a toast removed between find and read
+            return []
+
+    error = _wait(driver, seed_errors, what="the error for seed -5")[0]
+    assert "minimum" in error.lower() or "out of range" in error.lower(), error
 
     print(f"browser interactions took {time.perf_counter() - started:.1f} s")
