@@ -202,6 +202,11 @@ class StudySettings:
     # never mixes two.
     adopted_tokenizers: dict = field(default_factory=dict)
 
+    @property
+    def feature_spaces(self) -> tuple[str, ...]:
+        """Every feature space of the study's domains, each once, in domain order."""
+        return tuple(dict.fromkeys(space for domain in self.domains.values() for space in domain.feature_spaces))
+
 
 def smoke_settings() -> StudySettings:
     """Every stage and code path on tiny settings (CI). One feature space per domain keeps it fast."""
@@ -1002,7 +1007,7 @@ class Study:
             times.append(time.perf_counter() - start)
         per_row = max(0.0, (times[1] - times[0]) / (len(codes) - len(codes) // 2))
         costs["probe_s"] = {"fixed": max(0.0, times[1] - per_row * len(codes)), "per_train_row": per_row}
-        spaces = dict.fromkeys(space for d in s.domains.values() for space in d.feature_spaces)
+        spaces = s.feature_spaces
         pixels = (np.random.default_rng(0).random((32, s.resolution, s.resolution, 3)) * 255).astype(np.uint8)
         for space in spaces:
             self.extractor(space).extract(pixels[:4])
@@ -1152,20 +1157,18 @@ def run_study(
     emoji_n = num_images.get("emoji", {}).get("train")
     planned = [c for c in plan_cells(settings, guess, emoji_n) if c.group in groups]
     all_keys = list(dict.fromkeys(c.tokenizer for c in planned))
-    uncalibrated = sorted({c.prior for c in planned} - set(costs.get("prior_step_s", {})))
-    if uncalibrated:
-        raise ValueError(
-            f"The unit costs of {output_dir / 'calibrate.json'} cover the priors {sorted(costs.get('prior_step_s', {}))}, "
-            f"not {uncalibrated}: calibrate with --priors including them (without --costs_from) in a new --output_dir."
-        )
-    needed_spaces = {space for domain in settings.domains.values() for space in domain.feature_spaces}
-    unmeasured = sorted(needed_spaces - set(costs.get("features_s", {})))
-    if unmeasured:
-        raise ValueError(
-            f"The unit costs of {output_dir / 'calibrate.json'} cover the feature spaces "
-            f"{sorted(costs.get('features_s', {}))}, not {unmeasured}: calibrate with --feature_spaces including them "
-            "(without --costs_from) in a new --output_dir."
-        )
+    # unit costs copied with --costs_from may not cover this study: (what, costs key, flag) -> what the plan needs
+    needed = {
+        ("priors", "prior_step_s", "--priors"): {c.prior for c in planned},
+        ("feature spaces", "features_s", "--feature_spaces"): set(settings.feature_spaces),
+    }
+    for (what, key, flag), names in needed.items():
+        missing = sorted(names - set(costs.get(key, {})))
+        if missing:
+            raise ValueError(
+                f"The unit costs of {output_dir / 'calibrate.json'} cover the {what} {sorted(costs.get(key, {}))}, "
+                f"not {missing}: calibrate with {flag} including them (without --costs_from) in a new --output_dir."
+            )
     rows = study.plan(costs, planned, list(all_keys), num_images)
     study.print_plan(rows, costs.get("load_average_1min", float("nan")))
     if best_vcq_arm is None and not (output_dir / "best-arm.json").exists() and len(vcq_arms) > 1:

@@ -268,8 +268,10 @@ def test_copied_unit_costs_must_cover_the_study(tmp_path):
     are refused with one error naming what is missing, before any planning."""
     study = load_study_module()
     settings = study.smoke_settings()
-    spaces = sorted({space for domain in settings.domains.values() for space in domain.feature_spaces})
-    calibrated = {"prior_step_s": {"tiny": 0.1, "small": 0.2}, "features_s": dict.fromkeys(spaces, 0.01)}
+    calibrated = {
+        "prior_step_s": {"tiny": 0.1, "small": 0.2},
+        "features_s": dict.fromkeys(settings.feature_spaces, 0.01),
+    }
     cases = {
         "priors": {**calibrated, "prior_step_s": {"tiny": 0.1}},
         "feature spaces": {**calibrated, "features_s": {}},
